@@ -1,0 +1,282 @@
+"""Genome configs: TOML files naming the space, strategy, fitness and search settings.
+
+Everything is validated on load; an error is a :class:`ConfigError` whose one-line message names the file,
+the key and the value. Relative paths resolve against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evonas.fitness import CallableFitness, TableError, TableFitness
+from evonas.spaces import SPACES, SearchSpace, make_space
+from evonas.strategies import STRATEGIES, Strategy, make_strategy
+from evonas.trial import GOALS, Objective
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message is one line naming file, key and value."""
+
+
+#: section -> key -> (accepted types, default; ``REQUIRED`` when it must be given)
+REQUIRED = object()
+_SEARCH_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
+    "budget": ((int,), 100),
+    "seed": ((int,), 0),
+    "jobs": ((int,), 1),
+    "batch_size": ((int,), 1),
+    "backend": ((str,), "loky"),
+    "out": ((str,), ""),
+}
+_FITNESS_COMMON: dict[str, tuple[tuple[type, ...], Any]] = {
+    "kind": ((str,), REQUIRED),
+    "objectives": ((list, str), REQUIRED),
+    "report": ((list, str), []),
+}
+#: fitness kind -> its own keys (besides the common ones) and a builder
+FITNESS_KINDS: dict[str, tuple[dict[str, tuple[tuple[type, ...], Any]], Callable[..., Any]]] = {}
+#: sections that other parts of evonas read (each validated by its owner)
+EXTRA_SECTIONS: dict[str, Callable[[Mapping[str, Any], "RunConfig"], Any]] = {}
+
+
+def fitness_kind(name: str, keys: dict[str, tuple[tuple[type, ...], Any]]):
+    """Register a fitness kind: ``builder(cfg: RunConfig, section: dict) -> Fitness``."""
+
+    def register(builder: Callable[..., Any]) -> Callable[..., Any]:
+        FITNESS_KINDS[name] = (keys, builder)
+        return builder
+
+    return register
+
+
+@dataclass
+class RunConfig:
+    """A validated genome config."""
+
+    path: Path | None
+    space: dict[str, Any]
+    strategy: dict[str, Any]
+    fitness: dict[str, Any]
+    search: dict[str, Any]
+    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    @property
+    def objectives(self) -> list[Objective]:
+        return [Objective.parse(o) for o in _as_list(self.fitness["objectives"])]
+
+    @property
+    def report(self) -> list[str]:
+        return [str(r) for r in _as_list(self.fitness.get("report", []))]
+
+    def where(self) -> str:
+        return str(self.path) if self.path else "<config>"
+
+    def error(self, section: str, key: str, value: Any, reason: str) -> ConfigError:
+        """A :class:`ConfigError` naming this file, ``[section] key`` and ``value``."""
+        return ConfigError(f"{self.where()}: [{section}] {key} = {_show(value)}: {reason}")
+
+    def resolve(self, path: str | Path) -> Path:
+        """A path from the config, relative to the config's folder."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    # --- building the parts -----------------------------------------------------------------------------
+    def build_space(self) -> SearchSpace:
+        params = {k: v for k, v in self.space.items() if k != "name"}
+        try:
+            return make_space(self.space["name"], **params)
+        except ValueError as err:
+            key, value = _blame(str(err), params, "name", self.space["name"])
+            raise self.error("space", key, value, str(err)) from None
+
+    def build_strategy(self, space: SearchSpace) -> Strategy:
+        params = {k: v for k, v in self.strategy.items() if k != "name"}
+        try:
+            return make_strategy(self.strategy["name"], space, self.objectives, self.search["seed"], **params)
+        except ValueError as err:
+            key, value = _blame(str(err), params, "name", self.strategy["name"])
+            raise self.error("strategy", key, value, str(err)) from None
+
+    def build_fitness(self, space: SearchSpace | None = None) -> Any:
+        _, builder = FITNESS_KINDS[self.fitness["kind"]]
+        return builder(self, self.fitness, space if space is not None else self.build_space())
+
+    def metric_columns(self) -> list[str]:
+        """Every metric the fitness must return: objectives, then report metrics."""
+        return list(dict.fromkeys([o.metric for o in self.objectives] + self.report))
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _blame(message: str, params: Mapping[str, Any], default_key: str, default_value: Any) -> tuple[str, Any]:
+    """The parameter a constructor's ``"key: reason"`` message is about."""
+    key = message.split(":", 1)[0].strip()
+    return (key, params[key]) if key in params else (default_key, default_value)
+
+
+def _check_keys(where: str, section: str, data: Mapping[str, Any],
+                schema: Mapping[str, tuple[tuple[type, ...], Any]]) -> dict[str, Any]:
+    """Validate ``data`` against ``schema``; returns it with defaults filled in."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in schema:
+            close = difflib.get_close_matches(key, list(schema), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(schema))}"
+            raise ConfigError(f"{where}: [{section}] {key} = {_show(value)}: unknown key{hint}")
+        types, _ = schema[key]
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            names = " or ".join("a list" if t is list else {int: "an integer", str: "a string", float: "a number",
+                                                            bool: "true/false", dict: "a table"}[t]
+                                for t in types)
+            raise ConfigError(f"{where}: [{section}] {key} = {_show(value)}: expected {names}")
+        out[key] = value
+    for key, (_, default) in schema.items():
+        if key not in out:
+            if default is REQUIRED:
+                raise ConfigError(f"{where}: [{section}] {key}: missing (required)")
+            out[key] = default
+    return out
+
+
+def _check_params(where: str, section: str, name: str, registry: Mapping[str, type],
+                  params: Mapping[str, Any], kind: str) -> None:
+    """Reject a name not in ``registry`` (unless ``module:Class``) and keys its constructor does not take."""
+    if name not in registry:
+        if ":" in name:
+            return
+        close = difflib.get_close_matches(name, list(registry), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(registry))}"
+        raise ConfigError(f"{where}: [{section}] name = {_show(name)}: unknown {kind}{hint}")
+    cls = registry[name]
+    allowed: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            sig = inspect.signature(klass.__init__)
+            allowed |= {p for p in sig.parameters if p not in ("self", "space", "objectives", "random_state")
+                        and sig.parameters[p].kind not in (inspect.Parameter.VAR_KEYWORD,
+                                                           inspect.Parameter.VAR_POSITIONAL)}
+    for key, value in params.items():
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; {name} takes: {', '.join(sorted(allowed))}"
+            raise ConfigError(f"{where}: [{section}] {key} = {_show(value)}: unknown key{hint}")
+
+
+def _check_objectives(where: str, fitness: Mapping[str, Any]) -> None:
+    items = _as_list(fitness["objectives"])
+    if not items:
+        raise ConfigError(f"{where}: [fitness] objectives = []: need at least one objective")
+    for item in items:
+        if isinstance(item, dict):
+            if set(item) - {"metric", "goal"} or "metric" not in item:
+                raise ConfigError(f"{where}: [fitness] objectives = {_show(item)}: expected "
+                                  "{metric = \"...\", goal = \"max\"|\"min\"}")
+            if item.get("goal", "max") not in GOALS:
+                raise ConfigError(f"{where}: [fitness] objectives.goal = {_show(item['goal'])}: "
+                                  "expected 'max' or 'min'")
+        elif not isinstance(item, str) or not item:
+            raise ConfigError(f"{where}: [fitness] objectives = {_show(item)}: expected a metric name")
+        elif ":" in item and item.split(":", 1)[0] not in GOALS:
+            raise ConfigError(f"{where}: [fitness] objectives = {_show(item)}: prefix must be 'max:' or 'min:'")
+
+
+def parse_config(data: Mapping[str, Any], path: Path | None = None) -> RunConfig:
+    """Validate a parsed TOML document."""
+    where = str(path) if path else "<config>"
+    if not data:
+        raise ConfigError(f"{where}: config is empty (need [space], [strategy], [fitness], [search])")
+    known = {"space", "strategy", "fitness", "search", *EXTRA_SECTIONS}
+    for section, value in data.items():
+        if section not in known:
+            close = difflib.get_close_matches(section, sorted(known), n=1)
+            hint = f"; did you mean [{close[0]}]?" if close else f"; known sections: {', '.join(sorted(known))}"
+            raise ConfigError(f"{where}: [{section}]: unknown section{hint}")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {section} = {_show(value)}: expected a [{section}] table")
+    for section in ("space", "fitness"):
+        if section not in data:
+            raise ConfigError(f"{where}: [{section}]: missing section")
+    space = dict(data["space"])
+    space.setdefault("name", "nb201")
+    _check_params(where, "space", str(space["name"]), SPACES, {k: v for k, v in space.items() if k != "name"},
+                  "space")
+    strategy = dict(data.get("strategy", {}))
+    strategy.setdefault("name", "rea")
+    _check_params(where, "strategy", str(strategy["name"]), STRATEGIES,
+                  {k: v for k, v in strategy.items() if k != "name"}, "strategy")
+    search = _check_keys(where, "search", data.get("search", {}), _SEARCH_KEYS)
+    for key in ("budget", "batch_size"):
+        if search[key] < 1:
+            raise ConfigError(f"{where}: [search] {key} = {search[key]}: must be >= 1")
+    if search["jobs"] == 0 or search["jobs"] < -1:
+        raise ConfigError(f"{where}: [search] jobs = {search['jobs']}: must be >= 1 (or -1 for all cores)")
+    raw_fitness = dict(data["fitness"])
+    kind = raw_fitness.get("kind")
+    if kind not in FITNESS_KINDS:
+        close = difflib.get_close_matches(str(kind), list(FITNESS_KINDS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known kinds: {', '.join(sorted(FITNESS_KINDS))}"
+        raise ConfigError(f"{where}: [fitness] kind = {_show(kind)}: unknown fitness kind{hint}")
+    keys, _ = FITNESS_KINDS[kind]
+    fitness = _check_keys(where, "fitness", raw_fitness, {**_FITNESS_COMMON, **keys})
+    _check_objectives(where, fitness)
+    cfg = RunConfig(path, space, strategy, fitness, search, raw=dict(data))
+    for section, validate in EXTRA_SECTIONS.items():
+        if section in data:
+            cfg.extra[section] = validate(data[section], cfg)
+    cfg.build_space()  # unknown ops and bad space parameters fail here, at load time
+    return cfg
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a genome config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: TOML syntax error: {err}") from None
+    return parse_config(data, path)
+
+
+# --- built-in fitness kinds ----------------------------------------------------------------------------
+@fitness_kind("table", {"table": ((str,), REQUIRED), "arch_column": ((str,), "arch"), "cost": ((str,), "")})
+def _table_fitness(cfg: RunConfig, section: Mapping[str, Any], space: SearchSpace) -> TableFitness:
+    columns = cfg.metric_columns() + ([section["cost"]] if section.get("cost") else [])
+    path = cfg.resolve(section["table"])
+    try:
+        return TableFitness(path, columns, arch_column=section.get("arch_column", "arch"))
+    except TableError as err:
+        key = "table" if "not found" in str(err) or "is empty" in str(err) else "objectives/report"
+        value = section["table"] if key == "table" else columns
+        raise cfg.error("fitness", key, value, str(err)) from None
+
+
+@fitness_kind("callable", {"function": ((str,), REQUIRED), "params": ((dict,), {})})
+def _callable_fitness(cfg: RunConfig, section: Mapping[str, Any], space: SearchSpace) -> CallableFitness:
+    try:
+        return CallableFitness(section["function"], section.get("params", {}), base_dir=cfg.base_dir)
+    except ValueError as err:
+        raise cfg.error("fitness", "function", section["function"], str(err)) from None

@@ -1,0 +1,114 @@
+"""Fitness by lookup in a NAS-Bench-style table: a CSV with an ``arch`` column and metric columns."""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from evonas.fitness.base import Architecture, EvalContext, EvalResult
+
+
+class TableError(ValueError):
+    """A table that cannot serve a search: missing file, column or architecture."""
+
+
+class Table:
+    """An in-memory metric table keyed by architecture string."""
+
+    def __init__(self, path: str | Path, arch_column: str = "arch"):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise TableError(f"{self.path}: table file not found")
+        with self.path.open(newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if not header:
+                raise TableError(f"{self.path}: table is empty")
+            if arch_column not in header:
+                raise TableError(f"{self.path}: no {arch_column!r} column (columns: {', '.join(header)})")
+            a = header.index(arch_column)
+            self.columns = [c for i, c in enumerate(header) if i != a]
+            self.archs: list[str] = []
+            values: list[list[float]] = []
+            for line, row in enumerate(reader, start=2):
+                if len(row) != len(header):
+                    raise TableError(f"{self.path}: line {line} has {len(row)} fields, header has {len(header)}")
+                self.archs.append(row[a])
+                values.append([_to_float(v) for i, v in enumerate(row) if i != a])
+        self.values = np.asarray(values, dtype=np.float64).reshape(len(self.archs), len(self.columns))
+        self.row_of = {arch: i for i, arch in enumerate(self.archs)}
+        self._col = {c: i for i, c in enumerate(self.columns)}
+
+    def check_columns(self, names: Sequence[str]) -> None:
+        """Raise :class:`TableError` naming the first column that the table lacks."""
+        for name in names:
+            if name not in self._col:
+                close = difflib.get_close_matches(name, self.columns, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise TableError(f"{self.path}: no column {name!r}{hint}")
+
+    def column(self, name: str) -> np.ndarray:
+        """All values of one metric column, in row order."""
+        self.check_columns([name])
+        return self.values[:, self._col[name]]
+
+    def lookup(self, arch: str, names: Sequence[str]) -> dict[str, float] | None:
+        """Metrics of ``arch``, or ``None`` when the table does not hold it."""
+        row = self.row_of.get(arch)
+        if row is None:
+            return None
+        return {n: float(self.values[row, self._col[n]]) for n in names}
+
+    def __len__(self) -> int:
+        return len(self.archs)
+
+
+def _to_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+@lru_cache(maxsize=8)
+def _load(path: str, mtime: float, arch_column: str) -> Table:
+    return Table(path, arch_column)
+
+
+def load_table(path: str | Path, arch_column: str = "arch") -> Table:
+    """Load a table once per process (reloaded when the file changes)."""
+    p = Path(path).resolve()
+    if not p.is_file():
+        raise TableError(f"{path}: table file not found")
+    return _load(str(p), p.stat().st_mtime, arch_column)
+
+
+class TableFitness:
+    """Looks up ``columns`` (objectives, report and cost metrics) of each architecture in a table.
+
+    An architecture missing from the table is a failed evaluation, not an error.
+    """
+
+    inline = True
+
+    def __init__(self, path: str | Path, columns: Sequence[str], arch_column: str = "arch"):
+        self.path = Path(path)
+        self.columns = list(dict.fromkeys(columns))
+        self.arch_column = arch_column
+        load_table(self.path, arch_column).check_columns(self.columns)
+
+    @property
+    def table(self) -> Table:
+        return load_table(self.path, self.arch_column)
+
+    def __call__(self, arch: Architecture, ctx: EvalContext) -> EvalResult:
+        metrics = self.table.lookup(arch.string, self.columns)
+        if metrics is None:
+            return EvalResult.failed(f"architecture {arch.string!r} not in table {self.path.name}")
+        return EvalResult(metrics)
