@@ -12,10 +12,12 @@ Two canonical forms are offered:
 
 * :func:`canonical_form` -- label-isomorphism of the pruned graph (no-op edges cut, nodes off every
   input-to-output path removed); the NAS-Bench-101 notion, used for DAG spaces.
-* :func:`cell_expression` -- the cell's output written as an expression with commutative sums, identity
-  edges contracted and zero edges kept as ``#`` placeholders: NAS-Bench-201's own
+* :func:`cell_expression` -- the cell's output written as an expression with commutative sums and
+  identity edges contracted, so relabelled (isomorphic) cells, dead nodes and moved identities compare
+  equal. With ``keep_zeros=True`` each cut input stays as a ``#`` term: that is NAS-Bench-201's own
   ``to_unique_str(consider_zero=True)``, which yields its published 6,466 unique cells out of 15,625.
-  Isomorphic cells give equal expressions; so do cells that differ only in where an identity sits.
+  The ``#`` count depends on where the cut edges sit, so that rule keeps apart a few pairs of cells that
+  are isomorphic once zero edges are removed; ``keep_zeros=False`` merges them (5,390 classes).
 """
 
 from __future__ import annotations
@@ -135,11 +137,12 @@ def digest(form: str) -> str:
 
 
 def cell_expression(graph: nx.DiGraph, noop: Iterable[str] = NOOP_OPS,
-                    identity: Iterable[str] = IDENTITY_OPS) -> str:
+                    identity: Iterable[str] = IDENTITY_OPS, keep_zeros: bool = True) -> str:
     """Canonical expression of a cell's output (ops on edges, summing nodes).
 
     Each node is the sorted ``+``-join of its incoming terms: ``#`` for a zero edge or a zero input,
-    the input's own expression for an identity edge, ``(input)@op`` otherwise.
+    the input's own expression for an identity edge, ``(input)@op`` otherwise. With ``keep_zeros=False``
+    the ``#`` terms are dropped and a node with no other term is ``#``.
     """
     noop, identity = frozenset(noop), frozenset(identity)
     src, dst = graph.graph["input"], graph.graph["output"]
@@ -158,5 +161,7 @@ def cell_expression(graph: nx.DiGraph, noop: Iterable[str] = NOOP_OPS,
                 terms.append(inner)
             else:
                 terms.append(f"({inner})@{op}")
+        if not keep_zeros:
+            terms = [t for t in terms if t != "#"]
         expr[node] = "+".join(sorted(terms)) if terms else "#"
     return expr[dst]

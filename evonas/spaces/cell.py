@@ -42,7 +42,10 @@ class CellSpace(SearchSpace):
 
     name = "cell"
 
-    def __init__(self, ops: Sequence[str] = NB201_OPS, nodes: int = 4):
+    #: ``"nb201"``: NAS-Bench-201's equivalence (zero inputs counted); ``"function"``: zero inputs dropped
+    HASH_MODES = ("nb201", "function")
+
+    def __init__(self, ops: Sequence[str] = NB201_OPS, nodes: int = 4, hash: str = "nb201"):
         ops = tuple(str(o) for o in ops)
         if len(ops) < 2:
             raise ValueError(f"ops: need at least 2 operations, got {list(ops)}")
@@ -53,13 +56,16 @@ class CellSpace(SearchSpace):
             raise ValueError(f"ops: names may not be empty or contain '|', '+' or '~': {bad}")
         if not 2 <= int(nodes) <= 8:
             raise ValueError(f"nodes: must be between 2 and 8, got {nodes}")
+        if hash not in self.HASH_MODES:
+            raise ValueError(f"hash: must be one of {list(self.HASH_MODES)}, got {hash!r}")
         self.ops = ops
         self.nodes = int(nodes)
+        self.hash_mode = hash
         self.edges = [(i, j) for j in range(1, self.nodes) for i in range(j)]
         self._op_index = {o: k for k, o in enumerate(ops)}
 
     def describe(self) -> dict:
-        return {"name": self.name, "ops": list(self.ops), "nodes": self.nodes}
+        return {"name": self.name, "ops": list(self.ops), "nodes": self.nodes, "hash": self.hash_mode}
 
     def sample(self, rng: np.random.Generator) -> Genome:
         return make_genome(rng.integers(len(self.ops), size=len(self.edges)))
@@ -107,8 +113,9 @@ class CellSpace(SearchSpace):
         return g
 
     def hash_graph(self, graph: nx.DiGraph) -> str:
-        """NAS-Bench-201's equivalence: equal output expressions (see :func:`evonas.graphs.cell_expression`)."""
-        return digest(cell_expression(graph))
+        """Equal output expressions (see :func:`evonas.graphs.cell_expression`); ``hash = "nb201"`` keeps
+        NAS-Bench-201's zero placeholders, ``"function"`` drops them."""
+        return digest(cell_expression(graph, keep_zeros=self.hash_mode == "nb201"))
 
     def encode(self, genome: Genome) -> np.ndarray:
         out = np.zeros((len(self.edges), len(self.ops)), dtype=np.float32)
@@ -128,8 +135,12 @@ class NB201Space(CellSpace):
 
     name = "nb201"
 
-    def __init__(self, ops: Sequence[str] = NB201_OPS):
-        super().__init__(ops=ops, nodes=4)
+    def __init__(self, ops: Sequence[str] = NB201_OPS, hash: str = "nb201"):
+        unknown = [o for o in ops if o not in NB201_OPS]
+        if unknown:
+            raise ValueError(f"ops: unknown op {unknown[0]!r} (NAS-Bench-201 ops: {', '.join(NB201_OPS)}; "
+                             "use space 'cell' for your own ops)")
+        super().__init__(ops=ops, nodes=4, hash=hash)
 
     def describe(self) -> dict:
-        return {"name": self.name, "ops": list(self.ops)}
+        return {"name": self.name, "ops": list(self.ops), "hash": self.hash_mode}
