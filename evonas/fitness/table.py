@@ -101,11 +101,17 @@ class TableFitness:
         self.path = Path(path)
         self.columns = list(dict.fromkeys(columns))
         self.arch_column = arch_column
-        load_table(self.path, arch_column).check_columns(self.columns)
+        self._table: Table | None = load_table(self.path, arch_column)
+        self._table.check_columns(self.columns)
 
     @property
     def table(self) -> Table:
-        return load_table(self.path, self.arch_column)
+        if self._table is None:  # after unpickling in a worker
+            self._table = load_table(self.path, self.arch_column)
+        return self._table
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_table": None}  # workers reload the file instead of receiving it
 
     def __call__(self, arch: Architecture, ctx: EvalContext) -> EvalResult:
         metrics = self.table.lookup(arch.string, self.columns)
