@@ -8,11 +8,15 @@ from evonas.evaluator import Evaluator  # noqa: E402
 from evonas.fitness import Architecture, EvalContext, EvalResult, TableFitness  # noqa: E402
 from evonas.search import Search, SearchResult  # noqa: E402
 from evonas.spaces import CellSpace, DAGSpace, NB201Space, SearchSpace, make_space  # noqa: E402
-from evonas.store import MemoryStore, Store  # noqa: E402
+from evonas.store import MemoryStore, SQLiteStore, Store  # noqa: E402
 from evonas.strategies import NSGA2, RandomSearch, RegularizedEvolution, Strategy, make_strategy  # noqa: E402
 from evonas.trial import Objective, Trial  # noqa: E402
+from evonas.data import DataSpec  # noqa: E402  (torch is imported only when training runs)
+from evonas.training import TrainingFitness, TrainSettings  # noqa: E402
+from evonas.warmstart import WarmStartSettings  # noqa: E402
 
 __all__ = ["__version__", "search", "build_search", "run_config", "load_config", "ConfigError", "RunConfig",
            "Evaluator", "Architecture", "EvalContext", "EvalResult", "TableFitness", "Search", "SearchResult",
-           "SearchSpace", "NB201Space", "CellSpace", "DAGSpace", "make_space", "Store", "MemoryStore",
-           "Strategy", "RandomSearch", "RegularizedEvolution", "NSGA2", "make_strategy", "Objective", "Trial"]
+           "SearchSpace", "NB201Space", "CellSpace", "DAGSpace", "make_space", "Store", "MemoryStore", "SQLiteStore",
+           "Strategy", "RandomSearch", "RegularizedEvolution", "NSGA2", "make_strategy", "Objective", "Trial",
+           "DataSpec", "TrainingFitness", "TrainSettings", "WarmStartSettings"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import csv
 import json
 import sys
@@ -20,17 +21,27 @@ class UsageError(Exception):
     """Bad command-line input: reported in one line, exit code 2."""
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from evonas.api import run_config
     from evonas.results import summary  # noqa: F401  (import errors surface before the run)
 
     cfg = load_config(args.config)
-    overrides = {k: getattr(args, k) for k in ("budget", "seed", "jobs", "batch_size", "backend")
-                 if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in ("budget", "seed", "jobs", "batch_size", "backend", "address",
+                                                  "mode") if getattr(args, k, None) is not None}
     for key, value in overrides.items():
         if key in ("budget", "batch_size") and value < 1:
             raise ConfigError(f"command line: --{key.replace('_', '-')} = {value}: must be >= 1")
+        if key == "jobs" and (value == 0 or value < -1):
+            raise ConfigError(f"command line: --jobs = {value}: must be >= 1 (or -1 for all cores)")
     cfg.search.update(overrides)
+    if overrides:
+        from evonas.config import check_search
+
+        check_search("command line", cfg.search)
     if args.table is not None:
         if cfg.fitness["kind"] != "table":
             raise ConfigError(f"command line: --table = {args.table!r}: config's fitness kind is "
@@ -38,7 +49,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg.fitness["table"] = str(Path(args.table).resolve())
     out = Path(args.out or cfg.search["out"] or Path("runs") / Path(args.config).stem)
     cfg.build_fitness()  # missing tables or columns fail before anything is written
-    result = run_config(cfg, out, progress=not args.quiet)
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM (batch schedulers) stops gracefully, like Ctrl-C
+    result = run_config(cfg, out, progress=not args.quiet, resume=args.resume, force=args.force)
+    if result.status == "interrupted":
+        print(f"evonas: interrupted after {len(result.trials)} evaluations; summary in {out / 'summary.json'}; "
+              f"continue with: evonas run {args.config} --out {out} --resume", file=sys.stderr)
+        return 130
+    if result.status == "aborted":
+        print(f"evonas: {result.message}; see {out / 'history.csv'}", file=sys.stderr)
+        return 1
     best = result.best
     if best is None:
         print(f"no successful evaluation in {len(result.trials)}; see {out / 'history.csv'}", file=sys.stderr)
@@ -120,9 +139,96 @@ def _cmd_space_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from evonas.report import ReportError, write_report
+
+    try:
+        report = write_report(args.dir, embed=not args.link)
+    except ReportError as err:
+        raise UsageError(str(err)) from None
+    print(f"{report.html} ({len(report.figures)} figures in {report.html.parent / 'figures'})")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from evonas.export import export
+    from evonas.report import ReportError
+
+    try:
+        paths = export(args.dir, args.format, args.out, step=args.step, config=args.config,
+                       in_channels=args.in_channels, num_classes=args.num_classes)
+    except ReportError as err:
+        raise UsageError(str(err)) from None
+    print(" ".join(str(p) for p in paths))
+    return 0
+
+
+def _add_report_commands(sub) -> None:
+    report = sub.add_parser("report", help="figures and a self-contained report.html for a run or bench directory")
+    report.add_argument("dir", help="run directory (history.csv) or bench directory (bench.csv)")
+    report.add_argument("--link", action="store_true", help="link the PNGs instead of embedding them")
+    report.set_defaults(func=_cmd_report)
+    exp = sub.add_parser("export", help="export the best architecture of a run (json, PyTorch or ONNX)")
+    exp.add_argument("dir", help="run directory")
+    exp.add_argument("--format", default="arch", choices=("arch", "torch", "onnx"),
+                     help="arch: string + graph JSON; torch: module file + state dict; onnx: ONNX file")
+    exp.add_argument("--out", help="output file (default: DIR/export/best_model.{json,py,onnx})")
+    exp.add_argument("--step", type=int, help="export this evaluation instead of the best")
+    exp.add_argument("--config", help="the run's genome config, when summary.json's path does not resolve")
+    exp.add_argument("--in-channels", dest="in_channels", type=int, help="input channels (runs without training)")
+    exp.add_argument("--num-classes", dest="num_classes", type=int, help="classes (runs without training)")
+    exp.set_defaults(func=_cmd_export)
+
+
+def _configure_logging(level: str) -> None:
+    """Messages of the ``evonas`` loggers at ``level`` and above go to stderr (set anew on each call)."""
+    import logging
+
+    logger = logging.getLogger("evonas")
+    for handler in [h for h in logger.handlers if getattr(h, "_evonas_cli", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._evonas_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("evonas: %(levelname)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(getattr(logging, level.upper(), logging.WARNING))
+    logger.propagate = False
+
+
+def _cmd_meta_train_init(args: argparse.Namespace) -> int:
+    from evonas.warmstart import meta_train_config
+
+    cfg = load_config(args.config)
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps = {args.steps}: must be >= 1")
+    init, elapsed = meta_train_config(cfg, steps=args.steps, seed=args.seed, progress=not args.quiet)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    init.save(out)
+    info = init.info
+    print(f"{out}: {len(init)} meta-parameter tensors, {info.get('meta_steps')} Reptile steps "
+          f"(C={info.get('C')}, N={info.get('N')}, {info.get('num_classes')}-way head) in {elapsed:.1f}s")
+    return 0
+
+
+def _add_meta_commands(sub) -> None:
+    """``evonas meta ...``: meta-learning helpers; each is one ``add_parser`` on ``meta_sub``."""
+    meta = sub.add_parser("meta", help="meta-learn from a config's data (warm-start initializer, ...)")
+    meta_sub = meta.add_subparsers(dest="meta_command", required=True)
+    init = meta_sub.add_parser("train-init", help="meta-train a Reptile weight initializer for a config's space")
+    init.add_argument("config", help="genome config with [fitness] kind = \"train\" (and optionally [warm_start])")
+    init.add_argument("--out", required=True, help="initializer file to write (torch.save)")
+    init.add_argument("--steps", type=int, help="Reptile steps (default: [warm_start] meta_steps)")
+    init.add_argument("--seed", type=int, help="default: [warm_start] seed, else [search] seed")
+    init.add_argument("--quiet", action="store_true", help="no progress bar")
+    init.set_defaults(func=_cmd_meta_train_init)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evonas", description="Evolutionary neural architecture search.")
     parser.add_argument("--version", action="version", version=f"evonas {__version__}")
+    parser.add_argument("--log-level", dest="log_level", default="warning", type=str.lower,
+                        choices=("debug", "info", "warning", "error"), help="messages on stderr (default: warning)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the search a genome config describes")
@@ -131,7 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int)
     run.add_argument("--jobs", type=int, help="parallel evaluation workers")
     run.add_argument("--batch-size", dest="batch_size", type=int, help="proposals per strategy update")
-    run.add_argument("--backend", help="joblib backend (loky, threading, dask, ray)")
+    run.add_argument("--backend", help="where evaluations run: loky (local processes, default), dask, ray, "
+                                       "threading")
+    run.add_argument("--address", help="scheduler of a running cluster (dask: tcp://host:8786; ray: host:port)")
+    run.add_argument("--mode", choices=("batch", "async"),
+                     help="batch (reproducible) or async (steady state: a child per free worker)")
+    run.add_argument("--resume", action="store_true", help="continue the run stored in --out (after a crash "
+                                                           "or Ctrl-C)")
+    run.add_argument("--force", action="store_true", help="with --resume: accept a changed config; without: "
+                                                          "replace the run in --out")
     run.add_argument("--out", help="run directory (default: runs/CONFIG_STEM)")
     run.add_argument("--table", help="table CSV replacing the config's [fitness] table")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -160,11 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     stats = space_sub.add_parser("stats", help="print the size and the unique count")
     stats.add_argument("config")
     stats.set_defaults(func=_cmd_space_stats)
+    _add_report_commands(sub)
+    _add_meta_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _configure_logging(args.log_level)
     try:
         return int(args.func(args) or 0)
     except (ConfigError, UsageError) as err:

@@ -33,6 +33,15 @@ _SEARCH_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     "batch_size": ((int,), 1),
     "backend": ((str,), "loky"),
     "out": ((str,), ""),
+    # durable runs and scale-out (evonas.search, evonas.evaluator, evonas.backends)
+    "address": ((str,), ""),
+    "mode": ((str,), "batch"),
+    "time_limit": ((int, float), 0),
+    "retries": ((int,), 0),
+    "max_consecutive_failures": ((int,), 0),
+    "isolate": ((bool,), True),
+    "cache": ((bool,), False),
+    "cache_db": ((str,), ""),
 }
 _FITNESS_COMMON: dict[str, tuple[tuple[type, ...], Any]] = {
     "kind": ((str,), REQUIRED),
@@ -178,6 +187,34 @@ def _check_params(where: str, section: str, name: str, registry: Mapping[str, ty
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; {name} takes: {', '.join(sorted(allowed))}"
             raise ConfigError(f"{where}: [{section}] {key} = {_show(value)}: unknown key{hint}")
+        expected = _expected_type(cls, key)
+        if expected is not None and not _has_type(value, expected):
+            raise ConfigError(f"{where}: [{section}] {key} = {_show(value)}: expected {_TYPE_NAMES[expected]}")
+
+
+_TYPE_NAMES = {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list"}
+
+
+def _expected_type(cls: type, key: str) -> type | None:
+    """The type of a constructor parameter's default (bool, int, float, str, list), if it has one."""
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            param = inspect.signature(klass.__init__).parameters.get(key)
+            if param is not None and param.default is not inspect.Parameter.empty:
+                default = param.default
+                for t in (bool, int, float, str):
+                    if type(default) is t:
+                        return t
+                return list if isinstance(default, (list, tuple)) else None
+    return None
+
+
+def _has_type(value: Any, expected: type) -> bool:
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
 
 
 def _check_objectives(where: str, fitness: Mapping[str, Any]) -> None:
@@ -196,6 +233,38 @@ def _check_objectives(where: str, fitness: Mapping[str, Any]) -> None:
             raise ConfigError(f"{where}: [fitness] objectives = {_show(item)}: expected a metric name")
         elif ":" in item and item.split(":", 1)[0] not in GOALS:
             raise ConfigError(f"{where}: [fitness] objectives = {_show(item)}: prefix must be 'max:' or 'min:'")
+
+
+def check_search(where: str, search: Mapping[str, Any]) -> None:
+    """Values of the [search] keys for running (backend, mode, failures, cache); also used for command-line
+    overrides."""
+    from evonas.backends import BACKENDS, PROCESS_BACKENDS
+    from evonas.search import MODES
+
+    def bad(key: str, reason: str) -> ConfigError:
+        return ConfigError(f"{where}: [search] {key} = {_show(search[key])}: {reason}")
+
+    if search["backend"] not in BACKENDS:
+        close = difflib.get_close_matches(search["backend"], BACKENDS, n=1)
+        raise bad("backend", f"unknown backend{'; did you mean ' + repr(close[0]) + '?' if close else ''} "
+                             f"(known: {', '.join(BACKENDS)})")
+    if search["seed"] < 0:
+        raise bad("seed", "must be >= 0")
+    if search["mode"] not in MODES:
+        raise bad("mode", f"expected one of {', '.join(map(repr, MODES))}")
+    if search["address"] and search["backend"] not in ("dask", "ray"):
+        raise bad("address", f"a scheduler address needs backend 'dask' or 'ray', not {search['backend']!r}")
+    for key in ("time_limit", "retries", "max_consecutive_failures"):
+        if search[key] < 0:
+            raise bad(key, "must be >= 0 (0: " + ("no limit)" if key != "retries" else "no retry)"))
+    if search["time_limit"] and not search["isolate"]:
+        raise bad("time_limit", "a time limit needs isolate = true (it is enforced by killing the "
+                                "evaluation's process)")
+    if search["isolate"] and search["backend"] not in PROCESS_BACKENDS:
+        raise bad("backend", f"runs evaluations in the main process; set isolate = false (no time limit) or "
+                             f"use {', '.join(PROCESS_BACKENDS)}")
+    if search["cache_db"] and not search["cache"]:
+        raise bad("cache_db", "set cache = true to use a cache")
 
 
 def parse_config(data: Mapping[str, Any], path: Path | None = None) -> RunConfig:
@@ -228,6 +297,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> RunConfig
             raise ConfigError(f"{where}: [search] {key} = {search[key]}: must be >= 1")
     if search["jobs"] == 0 or search["jobs"] < -1:
         raise ConfigError(f"{where}: [search] jobs = {search['jobs']}: must be >= 1 (or -1 for all cores)")
+    check_search(where, search)
     raw_fitness = dict(data["fitness"])
     kind = raw_fitness.get("kind")
     if kind not in FITNESS_KINDS:
@@ -271,6 +341,8 @@ def _table_fitness(cfg: RunConfig, section: Mapping[str, Any], space: SearchSpac
     except TableError as err:
         key = "table" if "not found" in str(err) or "is empty" in str(err) else "objectives/report"
         value = section["table"] if key == "table" else columns
+        if f"no {section.get('arch_column', 'arch')!r} column" in str(err):
+            key, value = "arch_column", section.get("arch_column", "arch")
         raise cfg.error("fitness", key, value, str(err)) from None
 
 
@@ -280,3 +352,7 @@ def _callable_fitness(cfg: RunConfig, section: Mapping[str, Any], space: SearchS
         return CallableFitness(section["function"], section.get("params", {}), base_dir=cfg.base_dir)
     except ValueError as err:
         raise cfg.error("fitness", "function", section["function"], str(err)) from None
+
+
+# --- fitness kinds and sections owned by other modules (imported last: they register through this module) ---
+from evonas import training as _training  # noqa: E402,F401  ('train' kind; [data], [training], [warm_start])

@@ -1,17 +1,34 @@
-"""Evaluating a batch of architectures, in parallel through joblib when the fitness is not inline."""
+"""Evaluating architectures: in the main process, or in worker processes of a backend, one future each.
+
+Failure isolation. Any exception, a missing or non-finite metric, CUDA out-of-memory, a per-evaluation
+wall-time limit or a process that dies makes a *failed* trial carrying the reason, never a crash of the
+search. With ``isolate`` (the default whenever evaluations run in workers), each evaluation runs in its own
+process forked from the worker: the worker enforces ``time_limit`` by killing that process (``SIGKILL``,
+not a thread that cannot be stopped), a fitness that kills or crashes its process takes only itself down,
+and all its memory (GPU memory included) is released when it exits. Without isolation a dead worker
+fails the evaluations it was running, and ``torch.cuda.empty_cache()`` runs after each evaluation.
+Failed evaluations are retried up to ``retries`` times (same seed).
+"""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import gc
 import os
+import pickle
+import select
+import signal
 import socket
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from joblib import Parallel, delayed
 
+from evonas.backends import BACKENDS, PROCESS_BACKENDS, InlinePool, Pool, is_worker_death, open_pool
 from evonas.fitness.base import Architecture, EvalContext, EvalResult, Fitness, as_result
 from evonas.spaces.base import SearchSpace
 from evonas.trial import Trial
@@ -31,51 +48,405 @@ def evaluation_seed(run_seed: int, key: int) -> int:
     return int(np.random.SeedSequence(int(run_seed), spawn_key=(int(key),)).generate_state(1)[0])
 
 
+def worker_id() -> str:
+    """``host:pid`` of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """CUDA (or other accelerator / host) out-of-memory errors."""
+    return type(err).__name__ == "OutOfMemoryError" or isinstance(err, MemoryError) or \
+        "out of memory" in str(err).lower()
+
+
+def error_text(err: BaseException) -> str:
+    """``"Type: message"`` (first 2000 characters); out-of-memory errors start with ``"out of memory: "``."""
+    text = f"{type(err).__name__}: {err}"[:2000]
+    return f"out of memory: {text}" if is_out_of_memory(err) else text
+
+
 def evaluate_one(fitness: Fitness, space: SearchSpace, cand: Candidate, ctx: EvalContext,
                  required: Sequence[str] = ()) -> Trial:
-    """Evaluate one candidate; any exception becomes a failed trial carrying its message."""
+    """Evaluate one candidate in this process; any exception becomes a failed trial carrying its message."""
     start = time.perf_counter()
     try:
         graph = space.to_graph(space.from_string(cand.arch))
         result = as_result(fitness(Architecture(cand.arch, graph, space.name), ctx), required)
     except Exception as err:  # noqa: BLE001 - a bad individual must not stop the search
-        result = EvalResult.failed(f"{type(err).__name__}: {err}")
+        result = EvalResult.failed(error_text(err))
     return Trial(step=cand.key, arch=cand.arch, canonical_hash=cand.canonical_hash, metrics=result.metrics,
                  status=result.status, error=result.error, seed=ctx.seed,
-                 elapsed_s=time.perf_counter() - start, worker=f"{socket.gethostname()}:{os.getpid()}")
+                 elapsed_s=time.perf_counter() - start, worker=worker_id())
+
+
+def release_gpu_memory() -> None:
+    """Free cached GPU memory of this process (when torch has initialised CUDA)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    try:
+        if torch.cuda.is_initialized():
+            gc.collect()
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
+_watching: int | None = None
+
+
+def _watch_parent(main_pid: int) -> None:
+    """In a local worker process: exit when the main process ``main_pid`` dies (SIGKILL leaves no chance to
+    shut the pool down), so killed runs leave no orphaned workers."""
+    global _watching
+    if _watching == main_pid or os.getpid() == main_pid or os.getppid() != main_pid:
+        return
+    _watching = main_pid
+
+    def watch() -> None:
+        while os.getppid() == main_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    import threading
+
+    threading.Thread(target=watch, name="evonas-parent-watch", daemon=True).start()
+
+
+def run_task(fitness: Fitness, space: SearchSpace, cand: Candidate, ctx: EvalContext, required: Sequence[str],
+             time_limit: float = 0.0, isolate: bool = False, main_pid: int = 0) -> Trial:
+    """What a worker runs for one evaluation: in its own forked process when ``isolate``. ``main_pid``
+    (local pools): the worker exits when that process dies."""
+    if main_pid:
+        _watch_parent(main_pid)
+    if isolate and hasattr(os, "fork"):
+        return run_forked(fitness, space, cand, ctx, required, time_limit)
+    try:
+        return evaluate_one(fitness, space, cand, ctx, required)
+    finally:
+        release_gpu_memory()
+
+
+def _failed(cand: Candidate, ctx: EvalContext, error: str, elapsed: float) -> Trial:
+    return Trial(step=cand.key, arch=cand.arch, canonical_hash=cand.canonical_hash, metrics={}, status="failed",
+                 error=error, seed=ctx.seed, elapsed_s=elapsed, worker=worker_id())
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: this process gets SIGKILL when its parent dies (no orphaned evaluations)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort
+        return
+    if os.getppid() != parent:
+        os._exit(75)
+
+
+def run_forked(fitness: Fitness, space: SearchSpace, cand: Candidate, ctx: EvalContext,
+               required: Sequence[str] = (), time_limit: float = 0.0) -> Trial:
+    """Evaluate in a child process forked from this one; kill it past ``time_limit`` seconds (0: none).
+
+    Fork only from a process that has not run torch/OpenMP work itself (a worker that only supervises):
+    OpenMP thread pools do not survive ``fork``.
+    """
+    start = time.monotonic()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
+    parent = os.getpid()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: evaluate, send the pickled trial, exit without running any cleanup of the parent's
+        code = 70
+        try:
+            os.close(r)
+            _die_with_parent(parent)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's business
+            try:
+                trial = evaluate_one(fitness, space, cand, ctx, required)
+            except BaseException as err:  # noqa: BLE001 - SystemExit from user code is a failure too
+                trial = _failed(cand, ctx, error_text(err), time.monotonic() - start)
+            view = memoryview(pickle.dumps(trial, protocol=pickle.HIGHEST_PROTOCOL))
+            while view:
+                view = view[os.write(w, view):]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    data, timed_out, reaped, status = bytearray(), False, False, 0
+    try:
+        deadline = start + time_limit if time_limit and time_limit > 0 else None
+        poller = select.poll()  # not select(): no limit on the fd number (Dask workers hold many sockets)
+        poller.register(r, select.POLLIN | select.POLLHUP | select.POLLERR)
+        while True:
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                timed_out = True
+                break
+            ready = poller.poll(None if wait is None else max(1, int(wait * 1000)))
+            if ready:
+                chunk = os.read(r, 1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+        if timed_out:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        reaped = True
+    finally:
+        os.close(r)
+        if not reaped:  # interrupted while waiting: do not leave the evaluation running
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+    elapsed = time.monotonic() - start
+    code = os.waitstatus_to_exitcode(status)
+    if timed_out:
+        return _failed(cand, ctx, f"timeout: evaluation exceeded the time limit of {time_limit:g}s and its "
+                                  "process was killed", elapsed)
+    if code == 0 and data:
+        trial = pickle.loads(bytes(data))
+        trial.worker = worker_id()
+        return trial
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        hint = " (killed from outside, or by the kernel's out-of-memory killer)" if -code == signal.SIGKILL else ""
+        return _failed(cand, ctx, f"worker died: evaluation process killed by signal {name}{hint}", elapsed)
+    return _failed(cand, ctx, f"worker died: evaluation process exited with code {code} before returning "
+                              "a result", elapsed)
+
+
+#: loky workers that ran a fitness themselves (not isolated): forking from them is unsafe afterwards
+_loky_ran_fitness = False
 
 
 class Evaluator:
-    """Turns candidates into trials.
+    """Turns candidates into trials, as each completes.
 
-    ``jobs`` workers on the joblib ``backend`` (``"loky"`` processes by default; ``"dask"`` or ``"ray"``
-    once registered with joblib). A fitness with ``inline = True`` runs in the main process. Results do
-    not depend on ``jobs``: each evaluation's seed comes from (``seed``, candidate key).
+    ``jobs`` workers on ``backend`` (``"loky"`` local processes, ``"dask"``, ``"ray"``, ``"threading"``;
+    ``address`` connects to a running Dask scheduler or Ray cluster). A fitness with ``inline = True``
+    runs in the main process. Results do not depend on ``jobs`` or the backend: each evaluation's seed
+    comes from (``seed``, candidate key).
+
+    ``isolate``: each evaluation in its own process forked from the worker (``None``: whenever evaluations
+    run in worker processes, i.e. ``jobs != 1``, a cluster backend, or a ``time_limit``). ``time_limit``:
+    seconds per evaluation (0: none; needs isolation; not applied to ``inline`` fitness, which never
+    leaves the main process). ``retries``: extra attempts for a failed evaluation.
+
+    Use as a context manager (or call :meth:`close`) to release the workers.
     """
 
     def __init__(self, fitness: Fitness, space: SearchSpace, *, seed: int = 0, jobs: int = 1,
                  backend: str = "loky", budget: Mapping[str, Any] | None = None, device: str | None = None,
-                 required: Sequence[str] = ()):
+                 required: Sequence[str] = (), address: str | None = None, time_limit: float = 0.0,
+                 retries: int = 0, isolate: bool | None = None):
         if jobs == 0 or jobs < -1:
             raise ValueError(f"jobs: must be >= 1 (or -1 for all cores), got {jobs}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+        if retries < 0:
+            raise ValueError(f"retries: must be >= 0, got {retries}")
+        if time_limit < 0:
+            raise ValueError(f"time_limit: must be >= 0 seconds (0: none), got {time_limit}")
         self.fitness = fitness
         self.space = space
         self.seed = int(seed)
         self.jobs = int(jobs)
         self.backend = backend
+        self.address = address or None
         self.budget = dict(budget or {})
         self.device = device
         self.required = tuple(required)
+        self.time_limit = float(time_limit)
+        self.retries = int(retries)
+        self.inline = bool(getattr(fitness, "inline", False))
+        if self.inline:
+            isolate = False
+        elif isolate is None:
+            isolate = backend in PROCESS_BACKENDS and (bool(self.time_limit) or self.jobs != 1
+                                                       or backend in ("dask", "ray"))
+        if isolate and backend not in PROCESS_BACKENDS:
+            raise ValueError(f"isolate: backend {backend!r} runs evaluations in the main process; isolation "
+                             f"needs worker processes ({', '.join(PROCESS_BACKENDS)})")
+        if self.time_limit and not isolate and not self.inline:
+            raise ValueError(f"time_limit: = {time_limit:g} needs isolate = true (a limit is enforced by "
+                             "killing the evaluation's process)")
+        if isolate and not hasattr(os, "fork"):
+            raise ValueError("isolate: needs os.fork (Linux, macOS); set isolate = false on this platform")
+        self.isolate = bool(isolate)
+        self._pool: Pool | None = None
+        self._main_pid = 0
+        self._futures: dict[cf.Future, tuple[Candidate, int]] = {}
+        self._queue: deque[tuple[Candidate, int]] = deque()
+        self._ready: deque[Trial] = deque()
 
     def context(self, cand: Candidate) -> EvalContext:
         """The evaluation context of ``cand``."""
         return EvalContext(seed=evaluation_seed(self.seed, cand.key), key=cand.key, budget=self.budget,
                            device=self.device)
 
+    # --- workers ----------------------------------------------------------------------------------------
+    def open(self) -> "Evaluator":
+        """Start the workers (a no-op when they run)."""
+        global _loky_ran_fitness
+        if self._pool is None:
+            if self.inline or (self.jobs == 1 and not self.isolate and self.backend in ("loky", "threading")):
+                self._pool = InlinePool()
+            else:
+                fresh = self.backend == "loky" and self.isolate and _loky_ran_fitness
+                self._pool = open_pool(self.backend, self.jobs, self.address, fresh=fresh)
+                self._main_pid = os.getpid() if self.backend == "loky" else 0
+                if self.backend == "loky":
+                    _loky_ran_fitness = (_loky_ran_fitness and not fresh) or not self.isolate
+        return self
+
+    def close(self, abandon: bool = False) -> None:
+        """Release the workers; ``abandon`` drops evaluations in flight."""
+        if self._pool is not None:
+            for fut in self._futures:
+                fut.cancel()
+            self._pool.close(abandon=abandon or bool(self._futures))
+            self._pool = None
+        self._futures.clear()
+        self._queue.clear()
+        self._ready.clear()
+
+    def __enter__(self) -> "Evaluator":
+        return self.open()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(abandon=exc_type is not None)
+
+    @property
+    def capacity(self) -> int:
+        """How many evaluations run at once."""
+        self.open()
+        return self._pool.capacity
+
+    @property
+    def pool(self) -> Pool | None:
+        return self._pool
+
+    def describe(self) -> str:
+        self.open()
+        iso = ", isolated" if self.isolate else ""
+        limit = f", time limit {self.time_limit:g}s" if self.time_limit else ""
+        return f"{self._pool.describe()}{iso}{limit}"
+
+    # --- fitness hooks (main process) -------------------------------------------------------------------
+    def before(self, candidates: Sequence[Candidate]) -> None:
+        """The fitness's ``before_batch(candidates)`` hook, if any (main process, before dispatch)."""
+        hook = getattr(self.fitness, "before_batch", None)
+        if callable(hook):
+            hook(candidates)
+
+    def after(self, candidates: Sequence[Candidate], trials: Sequence[Trial]) -> None:
+        """The fitness's ``after_batch(candidates, trials)`` hook, if any (main process)."""
+        hook = getattr(self.fitness, "after_batch", None)
+        if callable(hook):
+            hook(candidates, trials)
+
+    # --- one at a time (asynchronous use) ---------------------------------------------------------------
+    @property
+    def in_flight(self) -> int:
+        """Evaluations submitted and not yet returned by :meth:`wait`."""
+        return len(self._futures) + len(self._queue) + len(self._ready)
+
+    def submit(self, cand: Candidate) -> None:
+        """Start evaluating ``cand`` (queued while all workers are busy)."""
+        self.open()
+        if isinstance(self._pool, InlinePool):
+            self._ready.append(self._inline(cand, 1))
+            return
+        self._queue.append((cand, 1))
+        self._fill()
+
+    def _inline(self, cand: Candidate, attempt: int) -> Trial:
+        while True:
+            trial = run_task(self.fitness, self.space, cand, self.context(cand), self.required)
+            trial.attempts = attempt
+            if trial.ok or attempt > self.retries:
+                return trial
+            attempt += 1
+
+    def _fill(self) -> None:
+        while self._queue and len(self._futures) < self._pool.capacity:
+            cand, attempt = self._queue.popleft()
+            fut = self._pool.submit(run_task, self.fitness, self.space, cand, self.context(cand), self.required,
+                                    self.time_limit, self.isolate, self._main_pid)
+            self._futures[fut] = (cand, attempt)
+
+    def wait(self, timeout: float | None = None) -> list[Trial]:
+        """Block until at least one evaluation is final (retries done); returns the final trials (empty
+        when nothing is in flight or ``timeout`` passed)."""
+        out: list[Trial] = []
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not out:
+            if self._ready:
+                out.extend(self._ready)
+                self._ready.clear()
+                break
+            if not self._futures:
+                break
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            done, _ = cf.wait(list(self._futures), timeout=left, return_when=cf.FIRST_COMPLETED)
+            if not done:
+                break
+            for fut in sorted(done, key=lambda f: self._futures[f][0].key):
+                cand, attempt = self._futures.pop(fut)
+                trial = self._result(fut, cand, attempt)
+                if not trial.ok and attempt <= self.retries:
+                    self._queue.append((cand, attempt + 1))
+                else:
+                    out.append(trial)
+            self._fill()
+        return out
+
+    def _result(self, fut: cf.Future, cand: Candidate, attempt: int) -> Trial:
+        try:
+            trial = fut.result()
+        except Exception as err:  # noqa: BLE001 - the worker, not the fitness, failed
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            kind = "worker died: " if is_worker_death(err) else ""
+            trial = _failed(cand, self.context(cand), f"{kind}{type(err).__name__}: {first}"[:2000], 0.0)
+            trial.worker = ""
+        trial.attempts = attempt
+        return trial
+
+    # --- batches ----------------------------------------------------------------------------------------
+    def evaluate_iter(self, candidates: Sequence[Candidate]) -> Iterator[Trial]:
+        """Trials for ``candidates`` in completion order (no fitness hooks)."""
+        for cand in candidates:
+            self.submit(cand)
+        remaining = len(candidates)
+        while remaining:
+            trials = self.wait()
+            if not trials:
+                raise RuntimeError("evaluator lost track of evaluations in flight")
+            remaining -= len(trials)
+            yield from trials
+
     def evaluate(self, candidates: Sequence[Candidate]) -> list[Trial]:
-        """Trials for ``candidates``, in the same order."""
-        tasks = [(self.fitness, self.space, c, self.context(c), self.required) for c in candidates]
-        if getattr(self.fitness, "inline", False) or self.jobs == 1 or len(tasks) <= 1:
-            return [evaluate_one(*t) for t in tasks]
-        parallel = Parallel(n_jobs=min(self.jobs, len(tasks)) if self.jobs > 0 else -1, backend=self.backend)
-        return list(parallel(delayed(evaluate_one)(*t) for t in tasks))
+        """Trials for ``candidates``, in the same order.
+
+        A fitness may define ``before_batch(candidates)`` and ``after_batch(candidates, trials)``: both run
+        in this (main) process, around the batch (the warm-start initializer of :mod:`evonas.training`).
+        """
+        opened = self._pool is None
+        try:
+            self.before(candidates)
+            by_key = {t.step: t for t in self.evaluate_iter(candidates)}
+            trials = [by_key[c.key] for c in candidates]
+            self.after(candidates, trials)
+            return trials
+        finally:
+            if opened and self.backend in ("dask", "ray"):
+                self.close()

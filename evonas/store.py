@@ -1,23 +1,70 @@
-"""Where a search records its trials and its strategy's state (the seam for durable stores)."""
+"""Where a search records its trials and its strategy's state (the seam for durable stores).
+
+:class:`MemoryStore` keeps everything in memory (API use, benchmarks). :class:`SQLiteStore` is the
+durable store of a run directory: one SQLite file (stdlib ``sqlite3``, WAL journal) holding the run's
+metadata and config snapshot, every evaluation as it is dispatched and as it completes, and the search
+state (strategy state plus the evaluations in flight) after each ask and each batch. Only the main
+process writes; workers return :class:`~evonas.trial.Trial` objects. ``history.csv`` and
+``summary.json`` are exports of it (:mod:`evonas.results`).
+
+Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`)::
+
+    meta(key TEXT PRIMARY KEY, value TEXT)            -- JSON values: config snapshot, seed, status, ...
+    evaluations(key INTEGER PRIMARY KEY, arch, canonical_hash, genes, status, reason, metrics, error,
+                seed, elapsed_s, worker, attempts, cached, dispatched_at, finished_at)
+                                                      -- status: running | ok | failed
+    state(id INTEGER PRIMARY KEY CHECK (id = 1), n_told, state, saved_at)
+                                                      -- the latest search state (JSON)
+    cache(fitness_id, canonical_hash, metrics, elapsed_s, source, created_at,
+          PRIMARY KEY (fitness_id, canonical_hash))   -- successful results, reusable across runs
+"""
 
 from __future__ import annotations
 
+import json
+import math
+import sqlite3
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from evonas.trial import Trial
 
+SCHEMA_VERSION = 1
+#: the store file inside a run directory
+STORE_NAME = "run.db"
+RUNNING = "running"
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """An evaluation the search has asked for: its key (= step), genes, architecture and hash."""
+
+    key: int
+    genes: tuple[int, ...]
+    arch: str
+    canonical_hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "genes": list(self.genes), "arch": self.arch, "hash": self.canonical_hash}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Dispatch":
+        return cls(int(d["key"]), tuple(int(g) for g in d["genes"]), str(d["arch"]), str(d["hash"]))
+
 
 class Store(ABC):
-    """Record of a run: metadata, every trial as it completes, and the strategy's latest state."""
+    """Record of a run: metadata, every trial as it completes, and the search's latest state."""
 
-    #: whether the search should hand over strategy state after each batch (stores that can resume)
+    #: whether the search should hand over its state (stores that can resume)
     durable: bool = True
 
     @abstractmethod
     def set_meta(self, meta: dict[str, Any]) -> None:
-        """Store run metadata (config snapshot, seed, space description...)."""
+        """Store (merge) run metadata (config snapshot, seed, space description...)."""
 
     @abstractmethod
     def meta(self) -> dict[str, Any]:
@@ -25,19 +72,33 @@ class Store(ABC):
 
     @abstractmethod
     def add_trials(self, trials: Sequence[Trial]) -> None:
-        """Append completed trials."""
+        """Record completed trials (replacing their in-flight records)."""
 
     @abstractmethod
     def trials(self) -> list[Trial]:
-        """All trials, ordered by step."""
+        """All completed trials, ordered by step."""
 
     @abstractmethod
     def save_state(self, n_trials: int, state: dict[str, Any]) -> None:
-        """Save the strategy state reached after ``n_trials`` trials."""
+        """Save the search state reached after ``n_trials`` trials were told to the strategy."""
 
     @abstractmethod
     def load_state(self) -> tuple[int, dict[str, Any]] | None:
         """The latest ``(n_trials, state)``, or ``None``."""
+
+    # optional hooks (durable stores override them)
+    def record_dispatch(self, dispatches: Sequence[Dispatch], seeds: Sequence[int] = ()) -> None:
+        """Note evaluations sent to workers (in flight until :meth:`add_trials` records them)."""
+
+    def checkpoint(self, n_trials: int, state: dict[str, Any], dispatches: Sequence[Dispatch] = (),
+                   seeds: Sequence[int] = ()) -> None:
+        """:meth:`record_dispatch` and :meth:`save_state` in one transaction."""
+        if dispatches:
+            self.record_dispatch(dispatches, seeds)
+        self.save_state(n_trials, state)
+
+    def close(self) -> None:
+        """Release the store's resources."""
 
 
 class MemoryStore(Store):
@@ -51,13 +112,15 @@ class MemoryStore(Store):
         self._state: tuple[int, dict[str, Any]] | None = None
 
     def set_meta(self, meta: dict[str, Any]) -> None:
-        self._meta = dict(meta)
+        self._meta.update(meta)
 
     def meta(self) -> dict[str, Any]:
         return dict(self._meta)
 
     def add_trials(self, trials: Sequence[Trial]) -> None:
         self._trials.extend(trials)
+        if any(a.step > b.step for a, b in zip(self._trials, self._trials[1:])):
+            self._trials.sort(key=lambda t: t.step)
 
     def trials(self) -> list[Trial]:
         return list(self._trials)
@@ -67,3 +130,283 @@ class MemoryStore(Store):
 
     def load_state(self) -> tuple[int, dict[str, Any]] | None:
         return self._state
+
+
+class StoreError(RuntimeError):
+    """A store file that cannot be used (newer schema, not an evonas store, locked)."""
+
+
+_SCHEMA = [
+    """CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    """CREATE TABLE evaluations (
+        key INTEGER PRIMARY KEY,
+        arch TEXT NOT NULL,
+        canonical_hash TEXT NOT NULL,
+        genes TEXT,
+        status TEXT NOT NULL,
+        reason TEXT,
+        metrics TEXT NOT NULL DEFAULT '{}',
+        error TEXT,
+        seed INTEGER,
+        elapsed_s REAL,
+        worker TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        cached INTEGER NOT NULL DEFAULT 0,
+        dispatched_at REAL,
+        finished_at REAL)""",
+    """CREATE INDEX evaluations_hash ON evaluations (canonical_hash)""",
+    """CREATE TABLE state (id INTEGER PRIMARY KEY CHECK (id = 1), n_told INTEGER NOT NULL,
+        state TEXT NOT NULL, saved_at REAL NOT NULL)""",
+    """CREATE TABLE cache (fitness_id TEXT NOT NULL, canonical_hash TEXT NOT NULL, metrics TEXT NOT NULL,
+        elapsed_s REAL, source TEXT, created_at REAL NOT NULL, PRIMARY KEY (fitness_id, canonical_hash))""",
+]
+#: version -> statements upgrading a store from that version to the next
+_MIGRATIONS: dict[int, list[str]] = {}
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, default=_json_default, separators=(",", ":"))
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in the run store (not JSON-serialisable)")
+
+
+def failure_reason(trial: Trial) -> str | None:
+    """A short category for a failed trial: timeout, worker_died, out_of_memory, non_finite,
+    missing_metric or exception (``None`` when it succeeded)."""
+    if trial.ok:
+        return None
+    error = (trial.error or "").lower()
+    for prefix, reason in (("timeout:", "timeout"), ("worker died:", "worker_died"),
+                           ("out of memory:", "out_of_memory")):
+        if error.startswith(prefix):
+            return reason
+    if error.startswith("metric ") and (" is nan" in error or " is inf" in error or " is -inf" in error):
+        return "non_finite"
+    if "non-finite" in error or "nan" in error.split(":", 1)[0]:
+        return "non_finite"
+    if error.startswith("metric ") and "missing" in error:
+        return "missing_metric"
+    return "exception"
+
+
+class SQLiteStore(Store):
+    """The durable store of a run: one SQLite file, written by the main process only.
+
+    ``synchronous`` is SQLite's ``PRAGMA synchronous`` (``"NORMAL"``: a committed evaluation survives the
+    process being killed; ``"FULL"`` also survives power loss, at a cost per commit).
+    """
+
+    durable = True
+
+    def __init__(self, path: str | Path, *, timeout: float = 30.0, synchronous: str = "NORMAL"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+                raise ValueError(f"synchronous: {synchronous!r} (OFF, NORMAL, FULL or EXTRA)")
+            self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._migrate()
+        except sqlite3.DatabaseError as err:
+            self._conn.close()
+            raise StoreError(f"{self.path}: not a usable evonas store ({err})") from None
+
+    # --- schema -----------------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: store schema version {version} is newer than this evonas "
+                             f"({SCHEMA_VERSION}); upgrade evonas")
+        if version == SCHEMA_VERSION:
+            return
+        with self._tx():
+            if version == 0:
+                tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if tables:
+                    raise StoreError(f"{self.path}: holds tables {sorted(tables)} but no evonas schema version")
+                for stmt in _SCHEMA:
+                    self._conn.execute(stmt)
+            else:
+                while version < SCHEMA_VERSION:
+                    for stmt in _MIGRATIONS[version]:
+                        self._conn.execute(stmt)
+                    version += 1
+            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _tx(self):
+        return _Transaction(self._conn)
+
+    # --- metadata ---------------------------------------------------------------------------------------
+    def set_meta(self, meta: dict[str, Any]) -> None:
+        with self._tx():
+            self._conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                                   "SET value = excluded.value", [(k, _dumps(v)) for k, v in meta.items()])
+
+    def meta(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self._conn.execute("SELECT key, value FROM meta")}
+
+    # --- evaluations ------------------------------------------------------------------------------------
+    def record_dispatch(self, dispatches: Sequence[Dispatch], seeds: Sequence[int] = ()) -> None:
+        with self._tx():
+            self._record_dispatch(dispatches, seeds)
+
+    def _record_dispatch(self, dispatches: Sequence[Dispatch], seeds: Sequence[int]) -> None:
+        now = time.time()
+        seeds = list(seeds) or [None] * len(dispatches)
+        self._conn.executemany(
+            "INSERT INTO evaluations (key, arch, canonical_hash, genes, status, seed, dispatched_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET arch = excluded.arch, "
+            "canonical_hash = excluded.canonical_hash, genes = excluded.genes, status = excluded.status, "
+            "seed = excluded.seed, dispatched_at = excluded.dispatched_at, metrics = '{}', error = NULL, "
+            "reason = NULL, finished_at = NULL",
+            [(d.key, d.arch, d.canonical_hash, _dumps(list(d.genes)), RUNNING, s, now)
+             for d, s in zip(dispatches, seeds)])
+
+    def add_trials(self, trials: Sequence[Trial]) -> None:
+        now = time.time()
+        with self._tx():
+            self._conn.executemany(
+                "INSERT INTO evaluations (key, arch, canonical_hash, status, reason, metrics, error, seed, "
+                "elapsed_s, worker, attempts, cached, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(key) DO UPDATE SET arch = excluded.arch, canonical_hash = excluded.canonical_hash, "
+                "status = excluded.status, reason = excluded.reason, metrics = excluded.metrics, "
+                "error = excluded.error, seed = excluded.seed, elapsed_s = excluded.elapsed_s, "
+                "worker = excluded.worker, attempts = excluded.attempts, cached = excluded.cached, "
+                "finished_at = excluded.finished_at",
+                [(t.step, t.arch, t.canonical_hash, t.status, failure_reason(t), _dumps(t.metrics), t.error,
+                  t.seed, t.elapsed_s, t.worker, int(t.attempts), int(t.cached),
+                  now) for t in trials])
+
+    _TRIAL_COLUMNS = "key, arch, canonical_hash, metrics, status, error, seed, elapsed_s, worker, attempts, cached"
+
+    def trials(self) -> list[Trial]:
+        rows = self._conn.execute(f"SELECT {self._TRIAL_COLUMNS} FROM evaluations WHERE status != ? "
+                                  "ORDER BY key", (RUNNING,))
+        return [_trial(r) for r in rows]
+
+    def trial(self, key: int) -> Trial | None:
+        """The completed trial of evaluation ``key``, if any."""
+        row = self._conn.execute(f"SELECT {self._TRIAL_COLUMNS} FROM evaluations WHERE key = ? AND status != ?",
+                                 (key, RUNNING)).fetchone()
+        return _trial(row) if row else None
+
+    def in_flight(self) -> list[int]:
+        """Keys of evaluations dispatched but not completed (in flight, or lost in a crash)."""
+        return [r[0] for r in self._conn.execute("SELECT key FROM evaluations WHERE status = ? ORDER BY key",
+                                                 (RUNNING,))]
+
+    def counts(self) -> dict[str, int]:
+        """Number of evaluations per status."""
+        return dict(self._conn.execute("SELECT status, COUNT(*) FROM evaluations GROUP BY status").fetchall())
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every evaluation row, as stored (for inspection and exports)."""
+        cur = self._conn.execute("SELECT * FROM evaluations ORDER BY key")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur]
+
+    def discard_from(self, key: int) -> int:
+        """Delete evaluations with key >= ``key`` (a resumed run that will redo them); returns the count."""
+        with self._tx():
+            return self._conn.execute("DELETE FROM evaluations WHERE key >= ?", (key,)).rowcount
+
+    # --- search state -----------------------------------------------------------------------------------
+    def save_state(self, n_trials: int, state: dict[str, Any]) -> None:
+        with self._tx():
+            self._save_state(n_trials, state)
+
+    def _save_state(self, n_trials: int, state: dict[str, Any]) -> None:
+        self._conn.execute("INSERT INTO state (id, n_told, state, saved_at) VALUES (1, ?, ?, ?) "
+                           "ON CONFLICT(id) DO UPDATE SET n_told = excluded.n_told, state = excluded.state, "
+                           "saved_at = excluded.saved_at", (int(n_trials), _dumps(state), time.time()))
+
+    def checkpoint(self, n_trials: int, state: dict[str, Any], dispatches: Sequence[Dispatch] = (),
+                   seeds: Sequence[int] = ()) -> None:
+        with self._tx():
+            if dispatches:
+                self._record_dispatch(dispatches, seeds)
+            self._save_state(n_trials, state)
+
+    def load_state(self) -> tuple[int, dict[str, Any]] | None:
+        row = self._conn.execute("SELECT n_told, state FROM state WHERE id = 1").fetchone()
+        return (int(row[0]), json.loads(row[1])) if row else None
+
+    # --- cache ------------------------------------------------------------------------------------------
+    def cache_get(self, fitness_id: str, canonical_hash: str) -> tuple[dict[str, float], float] | None:
+        """``(metrics, elapsed_s)`` of a successful evaluation of this architecture under this fitness."""
+        row = self._conn.execute("SELECT metrics, elapsed_s FROM cache WHERE fitness_id = ? AND canonical_hash = ?",
+                                 (fitness_id, canonical_hash)).fetchone()
+        return (json.loads(row[0]), float(row[1] or 0.0)) if row else None
+
+    def cache_put(self, fitness_id: str, trials: Iterable[Trial], source: str = "") -> None:
+        """Remember the successful, not-cached ``trials`` under ``fitness_id`` (first result kept)."""
+        rows = [(fitness_id, t.canonical_hash, _dumps(t.metrics), t.elapsed_s, source, time.time())
+                for t in trials if t.ok and not t.cached]
+        if rows:
+            with self._tx():
+                self._conn.executemany("INSERT OR IGNORE INTO cache (fitness_id, canonical_hash, metrics, "
+                                       "elapsed_s, source, created_at) VALUES (?,?,?,?,?,?)", rows)
+
+    def cache_size(self, fitness_id: str | None = None) -> int:
+        if fitness_id is None:
+            return int(self._conn.execute("SELECT COUNT(*) FROM cache").fetchone()[0])
+        return int(self._conn.execute("SELECT COUNT(*) FROM cache WHERE fitness_id = ?", (fitness_id,)).fetchone()[0])
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except sqlite3.Error:  # pragma: no cover
+            pass
+
+    def __enter__(self) -> "SQLiteStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception, KeyboardInterrupt included)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self):
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
+
+
+def _trial(row: Sequence[Any]) -> Trial:
+    key, arch, h, metrics, status, error, seed, elapsed, worker, attempts, cached = row
+    return Trial(step=int(key), arch=arch, canonical_hash=h, metrics=_metrics(metrics), status=status,
+                 error=error, seed=int(seed or 0), elapsed_s=float(elapsed or 0.0), worker=worker or "",
+                 attempts=int(attempts or 1), cached=bool(cached))
+
+
+def _metrics(text: str) -> dict[str, float]:
+    return {k: (math.nan if v is None else float(v)) for k, v in json.loads(text or "{}").items()}

@@ -66,6 +66,8 @@ class Trial:
     seed: int = 0
     elapsed_s: float = 0.0
     worker: str = ""
+    attempts: int = 1  # evaluations run for it (retries included)
+    cached: bool = False  # result reused from the cache (same canonical hash and fitness identity)
 
     @property
     def ok(self) -> bool:
