@@ -55,6 +55,8 @@ from evonas.warmstart import WarmStartSettings, validate_warm_start  # registers
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "constant")
 AUGMENTS = ("none", "crop", "crop-flip")
+#: the folder of a run directory that holds the warm-start files (snapshots, trained weights)
+WARM_DIR = "warm_start"
 #: metrics a ``train`` evaluation returns
 METRICS = ("val_acc", "val_loss", "test_acc", "test_loss", "train_loss", "train_time_s", "steps", "params",
            "warm_frac")
@@ -359,6 +361,10 @@ class TrainingFitness:
     weights, and :meth:`after_batch` (main process, after each batch, in evaluation order) moves the
     initializer toward them and writes the next snapshot: a batch's individuals all start from the same
     snapshot, so results depend on ``batch_size`` but not on the number of workers.
+
+    In a run directory (:meth:`use_run_dir`, done by ``evonas run``) these files live in ``DIR/warm_start/``
+    and :meth:`state_dict` (stored with every checkpoint) names the snapshot of the trials told so far, so
+    ``--resume`` after a crash continues the initializer exactly instead of meta-training again.
     """
 
     inline = False
@@ -383,12 +389,21 @@ class TrainingFitness:
         self.weights_dir: str | None = None
         self._init = None  # main process: the live Initializer
         self._finalizer = None
+        # resumable online warm start (a run directory: :meth:`use_run_dir`)
+        self._persistent = False  # workdir lives in the run directory: checkpoints reference its files
+        self._seen = 0  # trials passed to after_batch (batch mode: the trials told); names init-<seen>.pt
+        self._resume: dict | None = None  # fitness state of the checkpoint a resumed run continues from
+        self._refs: list[str] = []  # init files referenced by the last two state_dict() calls
+        self._applied: list[str] = []  # trained files after_batch used since the last state_dict()
+        self._prev_applied: list[str] = []  # ... and those of the call before (deleted at the next call)
 
     # pickling: workers get settings and the current snapshot path, never the live initializer
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_init"] = None
         state["_finalizer"] = None
+        state["_resume"] = None
+        state["_refs"], state["_applied"], state["_prev_applied"] = [], [], []
         return state
 
     @property
@@ -404,11 +419,91 @@ class TrainingFitness:
         if self.workdir is None:
             self.workdir = tempfile.mkdtemp(prefix="evonas-warm-")
             self._finalizer = weakref.finalize(self, shutil.rmtree, self.workdir, True)
+        elif self._persistent:
+            os.makedirs(self.workdir, exist_ok=True)
         return self.workdir
+
+    def use_run_dir(self, out: str | Path) -> None:
+        """Keep the warm-start files in the run directory ``out`` (``out/warm_start/``; called by
+        :func:`evonas.api.run_config` before a resume): snapshots and the trained weights of updates not yet
+        covered by a checkpoint then survive a crash, and :meth:`state_dict` can reference them."""
+        if self.init_path is not None:
+            raise RuntimeError("use_run_dir: the initializer is already prepared")
+        self.workdir = str((Path(out) / WARM_DIR).resolve())
+        self._persistent = True
+
+    # --- checkpoints (main process; evonas.search.Search stores them with its own state) ---------------
+    def state_dict(self) -> dict[str, Any]:
+        """The warm-start state a checkpoint covers: the initializer reached after the trials told so far,
+        as the name of its (already written, never rewritten) file in the run directory. Prepares the
+        initializer first when the run has not yet (a crash in the first batch then skips meta-training).
+
+        Files no checkpoint can need any more are deleted here: a call's predecessor has been committed, so
+        init files other than the last two referenced and trained weights applied before the previous call
+        go. Empty without a warm start or a run directory (nothing survives the process then)."""
+        if self.warm is None or not self._persistent:
+            return {}
+        if self.init_path is None:
+            self.before_batch()
+        ref = os.path.basename(self.init_path)
+        for name in self._prev_applied:
+            _unlink(os.path.join(self.workdir, name))
+        self._prev_applied, self._applied = self._applied, []
+        if not self._refs or self._refs[-1] != ref:
+            self._refs = (self._refs + [ref])[-2:]
+        self._prune_inits(keep=self._refs)
+        return {"version": 1, "init": ref, "seen": self._seen, "updates": self._init.updates,
+                "obsolete": list(self._prev_applied)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a checkpoint's :meth:`state_dict` (read when the initializer is first needed)."""
+        self._resume = dict(state) if state else None
+
+    def _prune_inits(self, keep: Sequence[str]) -> None:
+        for p in Path(self.workdir).glob("init-*.pt"):
+            if p.name not in keep:
+                _unlink(p)
+
+    def _clear_workdir(self) -> None:
+        """A fresh run in a run directory: files of an earlier run there (``--force``) are no state of it."""
+        if os.path.isdir(self.workdir):
+            for pattern in ("init-*.pt", "trained-*.pt", ".*.tmp"):
+                for p in Path(self.workdir).glob(pattern):
+                    _unlink(p)
+
+    def _load_checkpointed(self) -> bool:
+        """Resume: the initializer from the checkpoint's file (no meta-training); False when it is missing."""
+        from evonas.warmstart import Initializer
+
+        state, self._resume = self._resume, None
+        name = str(state.get("init", ""))
+        path = os.path.join(self.workdir, name)
+        try:
+            if not name or os.path.basename(name) != name:
+                raise ValueError(f"{name!r}: not a file name")
+            init = Initializer.load(path, match_norm=self.warm.match_norm)
+            if init.updates != int(state.get("updates", init.updates)):
+                raise ValueError(f"{path}: holds {init.updates} updates, the checkpoint {state['updates']}")
+        except ValueError as err:
+            print(f"evonas: warning: cannot continue the warm-start initializer of the checkpoint ({err}); "
+                  "preparing it afresh: the resumed run may differ from an uninterrupted one", file=sys.stderr)
+            return False
+        self._init = init
+        self.init_path = path
+        self._seen = int(state.get("seen", 0))
+        self._refs = [name]
+        for obsolete in state.get("obsolete", []):  # applied before the checkpoint that now holds
+            _unlink(os.path.join(self.workdir, os.path.basename(str(obsolete))))
+        self._prune_inits(keep=self._refs)
+        for p in Path(self.workdir).glob(".*.tmp"):  # half-written when the run was killed
+            _unlink(p)
+        if self.log:
+            print(f"evonas: warm start resumed from {path} ({init.updates} updates)", file=sys.stderr)
+        return True
 
     # --- main-process hooks (called by the Evaluator) ---------------------------------------------------
     def before_batch(self, candidates: Sequence[Any] = ()) -> None:
-        """Prepare the warm-start initializer once (main process)."""
+        """Prepare the warm-start initializer once (main process): the checkpoint's when resuming."""
         if self.warm is None or self.init_path is not None:
             return
         import torch
@@ -417,6 +512,10 @@ class TrainingFitness:
 
         torch.set_num_threads(worker_threads(self.settings.threads, 1))
         import_ops_modules(self.settings.ops_modules, self.base_dir)
+        if self._persistent:
+            if self._resume and self._load_checkpointed():
+                return
+            self._clear_workdir()
         start = time.perf_counter()
         if self.log and self.warm.meta_steps and not self.warm.init:
             print(f"evonas: meta-training the warm-start initializer ({self.warm.meta_steps} Reptile steps)...",
@@ -432,10 +531,12 @@ class TrainingFitness:
         workdir = self._ensure_workdir()
         old = self.init_path
         self.init_version += 1
-        path = os.path.join(workdir, f"init-{self.init_version}.pt")
+        path = os.path.join(workdir, f"init-{self._seen}.pt")
         self._init.save(path)
         self.init_path = path
-        if old and old != path and os.path.exists(old):
+        # in a run directory the previous snapshot may be what the last checkpoint references (state_dict
+        # prunes it once a later checkpoint covers this one)
+        if old and old != path and os.path.exists(old) and not self._persistent:
             os.remove(old)
         if self.warm.save:
             target = Path(self.warm.save)
@@ -446,20 +547,27 @@ class TrainingFitness:
 
     def after_batch(self, candidates: Sequence[Any], trials: Sequence[Any]) -> None:
         """Online mode: nudge the initializer toward each successful individual's trained weights."""
+        if self.online and self._init is None and self._resume:  # resumed with the whole batch already done
+            self.before_batch()
         if not self.online or self._init is None or self.workdir is None:
             return
         import torch
 
         moved = False
         for trial in sorted(trials, key=lambda t: t.step):
-            path = os.path.join(self.workdir, f"trained-{trial.step}.pt")
-            if not os.path.exists(path):
+            self._seen += 1
+            name = f"trained-{trial.step}.pt"
+            path = os.path.join(self.workdir, name)
+            if getattr(trial, "cached", False) or not os.path.exists(path):
                 continue
             if trial.ok:
                 state = torch.load(path, map_location="cpu", weights_only=True)
                 self._init.update(state, lr=self.warm.online_lr)
                 moved = True
-            os.remove(path)
+            if self._persistent:  # the last checkpoint may still need it: state_dict deletes it later
+                self._applied.append(name)
+            else:
+                os.remove(path)
         if moved:
             self._write_snapshot()
 
@@ -505,6 +613,13 @@ class TrainingFitness:
             torch.save(state, tmp)
             os.replace(tmp, os.path.join(self.workdir, f"trained-{ctx.key}.pt"))
         return EvalResult(metrics)
+
+
+def _unlink(path) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 # --- config sections ------------------------------------------------------------------------------------

@@ -193,9 +193,17 @@ class Initializer:
         return len(self.meta)
 
 
-@lru_cache(maxsize=2)
 def load_initializer_cached(path: str) -> Initializer:
-    """:meth:`Initializer.load`, once per process per path (snapshot files are never rewritten in place)."""
+    """:meth:`Initializer.load`, once per process per file (snapshot files are never rewritten in place; a
+    run directory reused by ``--force`` may hold a new file under an old name: the cache keys on its stat)."""
+    import os
+
+    st = os.stat(path)
+    return _load_initializer_cached(str(path), st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=2)
+def _load_initializer_cached(path: str, ino: int, mtime_ns: int, size: int) -> Initializer:
     return Initializer.load(path)
 
 

@@ -154,8 +154,8 @@ def main(argv=None) -> int:
     p.add_argument("--kills", type=int, default=2)
     p.add_argument("--steps", type=int, default=None, help="[training] steps (default: the config's)")
     p.add_argument("--meta-steps", dest="meta_steps", type=int, default=None, help="[warm_start] meta_steps")
-    p.add_argument("--online", action="store_true", help="keep [warm_start] online = true (its initializer "
-                   "updates are not yet part of the checkpoint: the resumed run then differs)")
+    p.add_argument("--online", action="store_true", help="keep [warm_start] online = true (the initializer's "
+                   "online updates are checkpointed in OUT/killed/warm_start/)")
     args = p.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -332,3 +332,73 @@ def test_real_training_killed_twice_resumes_identically(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((tmp_path / "demo.json").read_text())
     assert all(report["checks"].values()) and len(report["kills"]) == 2
+
+
+# --- real training with the online warm start: the initializer's updates are part of the checkpoint ----------
+ONLINE = """\
+[space]
+name = "nb201"
+ops = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
+[strategy]
+name = "rea"
+population = 4
+sample = 2
+[fitness]
+kind = "train"
+objectives = ["val_acc"]
+report = ["test_acc"]
+[data]
+name = "digits"
+[training]
+C = 4
+N = 1
+steps = 30
+batch_size = 32
+[warm_start]
+meta_steps = 3
+inner_steps = 3
+online = true
+online_lr = 0.3
+[search]
+budget = 10
+seed = 3
+jobs = 2
+batch_size = 2
+isolate = false
+"""
+
+
+def untimed_history(out: Path) -> list[tuple]:
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    return [tuple(v for k, v in r.items() if k not in ("elapsed_s", "train_time_s")) for r in rows]
+
+
+def test_online_warm_start_killed_twice_resumes_identically(tmp_path):
+    """The online initializer's state after each told batch is checkpointed in the run directory: a run
+    SIGKILLed twice (with 2 workers, while one evaluation of a batch is recorded and its partner still
+    trains; with 1 in-process worker, around the end of a batch, when its trained weights may not yet be
+    applied or checkpointed) resumes without meta-training again and makes exactly the uninterrupted run's
+    evaluations; --jobs 1 and 2 agree."""
+    cfg = tmp_path / "online.toml"
+    cfg.write_text(ONLINE)
+    whole, out = tmp_path / "whole", tmp_path / "out"
+    proc = run_to_end(cfg, "--out", whole, "--jobs", "1")
+    assert proc.returncode == 0, proc.stderr
+    db = out / STORE_NAME
+    counts = []
+    for at, extra in ((3, ()), (6, ("--resume", "--jobs", "1"))):
+        proc = start(cfg, "--out", out, *extra)
+        wait_for(lambda: finished(db) >= at or proc.poll() is not None, what=f"{at} evaluations")
+        kill_group(proc)
+        with SQLiteStore(db) as store:
+            counts.append(len(store.trials()))
+        assert at <= counts[-1] < 10, f"kill {len(counts)} came too late to test anything"
+        assert list((out / "warm_start").glob("init-*.pt"))
+    proc = run_to_end(cfg, "--out", out, "--resume")
+    assert proc.returncode == 0, proc.stderr
+    # the checkpoint held the initializer: the resumed run continued it instead of meta-training again
+    assert "warm start resumed from" in proc.stderr and "meta-training" not in proc.stderr, proc.stderr
+    assert untimed_history(out) == untimed_history(whole), counts
+    untimed = lambda b: {**b, "metrics": {k: v for k, v in b["metrics"].items() if k != "train_time_s"}}  # noqa: E731
+    assert untimed(best(out)) == untimed(best(whole))
+    assert len(list((out / "warm_start").glob("init-*.pt"))) <= 2  # old snapshots pruned

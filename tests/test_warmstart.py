@@ -134,6 +134,46 @@ def test_online_mode_nudges_the_initializer_after_each_batch():
     assert all(torch.equal(snap.meta[k], fitness._init.meta[k]) for k in snap.meta)
 
 
+def test_online_state_survives_a_crash_between_batch_and_checkpoint(tmp_path):
+    """In a run directory, a checkpoint's state_dict references the initializer file of the trials told so
+    far; a fresh fitness loading it (a resumed process) re-applies a batch whose trained weights the crashed
+    process had already applied, and reaches the same initializer, without meta-training again."""
+    space = NB201Space()
+    warm = WarmStartSettings(meta_steps=1, inner_steps=2, online=True, online_lr=0.5)
+
+    def batch(fitness, keys):
+        cands = [Candidate(k, space.to_string(space.sample(np.random.default_rng(k))), "") for k in keys]
+        fitness.before_batch(cands)
+        trials = []
+        for c in cands:
+            r = fitness(Architecture(c.arch, space.to_graph(space.from_string(c.arch)), "nb201"),
+                        EvalContext(seed=c.key, key=c.key))
+            trials.append(Trial(step=c.key, arch=c.arch, canonical_hash="", metrics=r.metrics, status=r.status))
+        return cands, trials
+
+    a = TrainingFitness("digits", TINY, warm, space=space, log=False)
+    a.use_run_dir(tmp_path)
+    assert a.state_dict()["init"] == "init-0.pt"  # the first checkpoint already holds the meta-trained init
+    a.after_batch(*batch(a, [0, 1]))
+    saved = a.state_dict()  # checkpoint after batch 1: n_told = 2
+    assert saved["init"] == "init-2.pt" and saved["seen"] == 2
+    assert saved["obsolete"] == ["trained-0.pt", "trained-1.pt"]  # applied: deleted once a later one holds
+    cands, trials = batch(a, [2, 3])
+    a.after_batch(cands, trials)  # ... then the process dies before the next checkpoint
+    expected = {k: v.clone() for k, v in a._init.meta.items()}
+    assert (tmp_path / "warm_start" / "trained-2.pt").is_file()  # still needed by the saved checkpoint
+    b = TrainingFitness("digits", TINY, warm, space=space, log=False)
+    b.use_run_dir(tmp_path)
+    b.load_state_dict(saved)
+    b.after_batch(cands, trials)  # the resumed search: the whole batch was done, only the update is left
+    assert b._init.updates == a._init.updates and b._init.info["meta_steps"] == 1
+    assert all(torch.equal(b._init.meta[k], expected[k]) for k in expected)
+    state = b.state_dict()
+    assert state["init"] == "init-4.pt" and state["obsolete"] == ["trained-2.pt", "trained-3.pt"]
+    assert sorted(p.name for p in (tmp_path / "warm_start").glob("init-*.pt")) == ["init-2.pt", "init-4.pt"]
+    assert not (tmp_path / "warm_start" / "trained-0.pt").exists()  # covered by the loaded checkpoint
+
+
 def _config(tmp_path, C=4, init_line=""):
     path = tmp_path / "meta.toml"
     path.write_text(f"""
