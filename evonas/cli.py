@@ -80,10 +80,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         table.check_columns([args.fitness, args.report])
     except TableError as err:
         raise UsageError(f"--table = {args.table!r}: {err}") from None
+    params = _bench_params(args, algos)
     start = time.perf_counter()
     try:
         rows = run_bench(args.table, args.fitness, args.report, algos, args.budget, args.seeds,
-                         space=args.space, goal=args.goal, first_seed=args.first_seed)
+                         space=args.space, goal=args.goal, first_seed=args.first_seed, params=params)
     except ValueError as err:
         raise UsageError(f"--algo = {','.join(algos)!r}: {err}") from None
     out = Path(args.out)
@@ -100,6 +101,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         "algos": {a: {**s, "report_at": {str(q): v for q, v in s["report_at"].items()}}
                   for a, s in stats.items()}})
     return 0
+
+
+def _bench_params(args: argparse.Namespace, algos: Sequence[str]) -> dict:
+    """Strategy parameters from bench options: ``--predictor`` for ``--algo meta``."""
+    predictor = getattr(args, "predictor", None)
+    if "meta" not in algos:
+        if predictor is not None:
+            raise UsageError(f"--predictor = {predictor!r}: only --algo meta uses a predictor")
+        return {}
+    if predictor is None:
+        raise UsageError("--algo meta: needs --predictor FILE (from `evonas meta train-predictor`)")
+    from evonas.strategies.meta import load_predictor
+
+    try:
+        load_predictor(predictor)
+    except ValueError as err:
+        raise UsageError(f"--predictor = {predictor!r}: {str(err).removeprefix('predictor: ')}") from None
+    return {"meta": {"predictor": str(Path(predictor).resolve())}}
 
 
 def _space_config(path: str):
@@ -211,6 +230,28 @@ def _cmd_meta_train_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_meta_train_predictor(args: argparse.Namespace) -> int:
+    from evonas.fitness.table import TableError
+    from evonas.predictor import meta_train
+
+    params = {k: v for k, v in (("steps", args.steps), ("n_members", args.members)) if v is not None}
+    for key, value in params.items():
+        if value < 1:
+            raise UsageError(f"--{'members' if key == 'n_members' else key} = {value}: must be >= 1")
+    start = time.perf_counter()
+    try:
+        model = meta_train(args.table, args.tasks, space=args.space, random_state=args.seed, **params)
+    except TableError as err:
+        raise UsageError(f"--table = {args.table!r}: {err}") from None
+    except ValueError as err:
+        key = "--space" if "space" in str(err) else "--tasks"
+        raise UsageError(f"{key} = {args.space if key == '--space' else args.tasks!r}: {err}") from None
+    out = model.save(args.out)
+    print(f"{out}: {model.n_members}-member ranking predictor meta-trained on {', '.join(model.tasks_)} "
+          f"({', '.join(map(str, model.meta_['n_rows']))} rows) in {time.perf_counter() - start:.1f}s")
+    return 0
+
+
 def _add_meta_commands(sub) -> None:
     """``evonas meta ...``: meta-learning helpers; each is one ``add_parser`` on ``meta_sub``."""
     meta = sub.add_parser("meta", help="meta-learn from a config's data (warm-start initializer, ...)")
@@ -222,6 +263,15 @@ def _add_meta_commands(sub) -> None:
     init.add_argument("--seed", type=int, help="default: [warm_start] seed, else [search] seed")
     init.add_argument("--quiet", action="store_true", help="no progress bar")
     init.set_defaults(func=_cmd_meta_train_init)
+    pred = meta_sub.add_parser("train-predictor", help="meta-train a ranking predictor on a table's metric columns")
+    pred.add_argument("--table", required=True, help="CSV with an arch column and metric columns")
+    pred.add_argument("--tasks", required=True, help="columns, comma-separated; min:COL when lower is better")
+    pred.add_argument("--out", required=True, help="predictor file to write")
+    pred.add_argument("--space", default="nb201", help="space of the table's arch strings")
+    pred.add_argument("--steps", type=int, help="optimiser steps per ensemble member (default 1000)")
+    pred.add_argument("--members", type=int, help="ensemble size (default 5)")
+    pred.add_argument("--seed", type=int, default=0)
+    pred.set_defaults(func=_cmd_meta_train_predictor)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--goal", choices=("max", "min"), default="max")
     bench.add_argument("--top", type=float, default=0.001, help="target fraction of the table (0.001: top-0.1%%)")
     bench.add_argument("--out", default="bench", help="output directory")
+    bench.add_argument("--predictor", help="meta-trained predictor for --algo meta (evonas meta train-predictor)")
     bench.set_defaults(func=_cmd_bench)
 
     space = sub.add_parser("space", help="inspect a config's search space")

@@ -111,6 +111,8 @@ class RunConfig:
 
     def build_strategy(self, space: SearchSpace) -> Strategy:
         params = {k: v for k, v in self.strategy.items() if k != "name"}
+        if self.strategy["name"] == "meta" and isinstance(params.get("predictor"), str):
+            params["predictor"] = str(self.resolve(params["predictor"]))  # relative to the config file
         try:
             return make_strategy(self.strategy["name"], space, self.objectives, self.search["seed"], **params)
         except ValueError as err:

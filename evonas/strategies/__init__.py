@@ -8,12 +8,14 @@ from typing import Any
 from evonas.plugins import load_object
 from evonas.spaces.base import SearchSpace
 from evonas.strategies.base import Strategy
+from evonas.strategies.meta import MetaEvolution
 from evonas.strategies.nsga2 import NSGA2
 from evonas.strategies.random_search import RandomSearch
 from evonas.strategies.rea import RegularizedEvolution
 from evonas.trial import Objective
 
-STRATEGIES: dict[str, type[Strategy]] = {"random": RandomSearch, "rea": RegularizedEvolution, "nsga2": NSGA2}
+STRATEGIES: dict[str, type[Strategy]] = {"random": RandomSearch, "rea": RegularizedEvolution, "nsga2": NSGA2,
+                                         "meta": MetaEvolution}
 
 
 def make_strategy(name: str, space: SearchSpace, objectives: Sequence[Objective], random_state: int | None,

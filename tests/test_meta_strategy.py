@@ -1,0 +1,212 @@
+"""The ``meta`` strategy: meta-warm-started evolution steered by an adapted predictor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evonas.bench import best_report_at, group, run_bench
+from evonas.cli import main
+from evonas.config import ConfigError, load_config
+from evonas.api import run_config
+from evonas.evaluator import Candidate, Evaluator
+from evonas.fitness.table import TableFitness
+from evonas.predictor import MetaRankPredictor, meta_train
+from evonas.spaces import CellSpace, DAGSpace, NB201Space
+from evonas.strategies import STRATEGIES, make_strategy
+from evonas.strategies.meta import MetaEvolution
+from evonas.trial import Objective, Trial
+
+TINY = dict(steps=60, n_members=2, hidden=(32,), embed=8, batch_size=128)
+C10 = "cifar10_test200"
+
+
+@pytest.fixture(scope="module")
+def predictor_file(tmp_path_factory, table_path):
+    """The CIFAR-10 leave-one-out predictor (CIFAR-100 + ImageNet16-120), tiny."""
+    path = tmp_path_factory.mktemp("meta") / "c10.pt"
+    meta_train(table_path, "cifar100_test200,imagenet16_test200", random_state=0, **TINY).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def inverted_file(tmp_path_factory, table_path):
+    """A misleading prior: the other datasets' ranking upside down."""
+    path = tmp_path_factory.mktemp("meta") / "inv.pt"
+    meta_train(table_path, "min:cifar100_test200,min:imagenet16_test200", random_state=0, **TINY).save(path)
+    return path
+
+
+def run(table_path, predictor, budget, seed=0, metric=C10, **params):
+    space = NB201Space()
+    strategy = MetaEvolution(space, [Objective(metric)], seed, predictor=predictor, **params)
+    evaluator = Evaluator(TableFitness(table_path, [metric]), space, seed=seed, required=[metric])
+    trials = []
+    for step in range(budget):
+        genomes = strategy.ask(1)
+        cands = [Candidate(step, space.to_string(g), space.canonical_hash(g)) for g in genomes]
+        new = evaluator.evaluate(cands)
+        strategy.tell(genomes, new)
+        trials += new
+    return strategy, trials
+
+
+def test_registered():
+    assert STRATEGIES["meta"] is MetaEvolution
+
+
+def test_warm_start_beats_rea_on_the_same_seeds(table_path, predictor_file, nb201_table):
+    rows = run_bench(table_path, C10, C10, ["meta", "rea"], 25, 4, params={"meta": {"predictor": str(predictor_file)}})
+    runs = group(rows)
+    meta = [best_report_at(runs["meta"][s], 25) for s in range(4)]
+    rea = [best_report_at(runs["rea"][s], 25) for s in range(4)]
+    assert all(m >= r for m, r in zip(meta, rea)), (meta, rea)
+    assert min(meta) >= np.quantile(nb201_table.column(C10), 0.999)  # a top-0.1% cell within 25 queries
+    # the first proposal is the prior's pick, a top-2% cell, on every seed
+    first = [runs["meta"][s][0].fitness for s in range(4)]
+    assert min(first) >= np.quantile(nb201_table.column(C10), 0.98)
+
+
+def test_deterministic_and_deduplicated(table_path, predictor_file):
+    a, ta = run(table_path, predictor_file, 20, seed=3)
+    b, tb = run(table_path, predictor_file, 20, seed=3)
+    assert [t.arch for t in ta] == [t.arch for t in tb]
+    assert len({t.canonical_hash for t in ta}) == 20
+    _, tc = run(table_path, predictor_file, 20, seed=4)
+    assert [t.arch for t in tc] != [t.arch for t in ta]
+
+
+def test_misleading_prior_falls_back_to_rea(table_path, inverted_file, nb201_table):
+    strategy, trials = run(table_path, inverted_file, 40, seed=0)
+    values = np.array([t.metrics[C10] for t in trials])
+    # the first pick is among the prior's favourites, i.e. among the worst cells; trust collapses at once
+    assert values[0] < np.quantile(nb201_table.column(C10), 0.05)
+    assert strategy.trace[1]["trust"] < strategy.min_trust  # after one observed pair
+    assert max(t["trust"] for t in strategy.trace[1:]) < 0.2
+    # so the rest of the initial population is random, and evolution still climbs
+    assert np.sum(values[:10] < np.quantile(nb201_table.column(C10), 0.05)) <= 2
+    assert values.max() >= np.quantile(nb201_table.column(C10), 0.99)
+
+
+def test_confidence_zero_is_plain_rea(table_path, inverted_file):
+    strategy, _ = run(table_path, inverted_file, 12, seed=1)
+    strategy.scores = [-1.0] * strategy.window  # the predictor has been wrong every time
+    strategy.predictor.trust_, strategy.predictor.n_adapted_ = 0.0, len(strategy.obs_y)
+    assert strategy.confidence == 0.0
+    seen_calls = []
+    original = strategy._acquisition
+    strategy._acquisition = lambda genomes: seen_calls.append(len(genomes)) or original(genomes)
+    strategy.ask(3)
+    assert seen_calls == []  # one REA offspring per child, unscreened
+
+
+def test_state_dict_resumes_exactly(table_path, predictor_file):
+    space = NB201Space()
+    metric = Objective(C10)
+    evaluator = Evaluator(TableFitness(table_path, [C10]), space, seed=0, required=[C10])
+
+    def step(strategy, k):
+        genomes = strategy.ask(1)
+        trials = evaluator.evaluate([Candidate(k, space.to_string(g), space.canonical_hash(g)) for g in genomes])
+        strategy.tell(genomes, trials)
+        return trials[0].arch
+
+    a = MetaEvolution(space, [metric], 5, predictor=predictor_file)
+    for k in range(14):
+        step(a, k)
+    b = MetaEvolution(space, [metric], 99, predictor=predictor_file)
+    b.load_state_dict(a.state_dict())
+    assert [step(a, k) for k in range(14, 24)] == [step(b, k) for k in range(14, 24)]
+
+
+def test_minimised_objective(table_path, predictor_file, nb201_table):
+    """``min:`` objectives: the strategy ranks by the DEAP weight, and an accuracy prior is misleading."""
+    space = NB201Space()
+    obj = Objective("cifar10_params_m", "min")
+    strategy = make_strategy("meta", space, [obj], 0, predictor=str(predictor_file))
+    evaluator = Evaluator(TableFitness(table_path, ["cifar10_params_m"]), space, seed=0,
+                          required=["cifar10_params_m"])
+    values = []
+    for k in range(30):
+        g = strategy.ask(1)
+        t = evaluator.evaluate([Candidate(k, space.to_string(g[0]), space.canonical_hash(g[0]))])
+        strategy.tell(g, t)
+        values.append(t[0].metrics["cifar10_params_m"])
+    assert all(y <= 0 for y in strategy.obs_y[:5]) and strategy.obs_y[0] == -values[0]
+    assert min(values) <= np.quantile(nb201_table.column("cifar10_params_m"), 0.01)
+
+
+def test_large_space_uses_a_sampled_pool():
+    """A space too large to enumerate: global picks come from random pools; predictor fitted on it."""
+    space = DAGSpace(max_nodes=6)
+    rng = np.random.default_rng(0)
+    genomes = [space.sample(rng) for _ in range(300)]
+    n_conv = lambda g: sum(op == "conv3x3-bn-relu" for _, op in space.to_graph(g).nodes(data="op"))  # noqa: E731
+    X = np.stack([space.encode(g) for g in genomes])
+    model = MetaRankPredictor(random_state=0, **TINY).fit(X, [n_conv(g) for g in genomes])
+    model.meta_ = {"space": space.describe()}
+    strategy = MetaEvolution(space, [Objective("convs")], 0, predictor=model, pool=200, population=6)
+    assert strategy._universe is None
+    best = 0
+    for _ in range(20):
+        g = strategy.ask(1)[0]
+        value = n_conv(g)
+        best = max(best, value)
+        strategy.tell([g], [Trial(step=0, arch=space.to_string(g), canonical_hash=space.canonical_hash(g),
+                                  metrics={"convs": float(value)})])
+    assert best >= 4  # random search: 1% chance in 20 draws; the predictor learned "more convs"
+
+
+def test_validation(predictor_file, tmp_path):
+    space = NB201Space()
+    obj = [Objective(C10)]
+    with pytest.raises(ValueError, match="^predictor: required"):
+        MetaEvolution(space, obj, 0)
+    with pytest.raises(ValueError, match="^predictor: file not found"):
+        MetaEvolution(space, obj, 0, predictor=tmp_path / "missing.pt")
+    for key, value in (("picks", 1.5), ("candidates", 0), ("kappa", -1.0), ("sample", 11), ("window", 0)):
+        with pytest.raises(ValueError, match=f"^{key}:"):
+            MetaEvolution(space, obj, 0, predictor=predictor_file, **{key: value})
+    with pytest.raises(ValueError, match="^predictor: .*trained on space"):
+        MetaEvolution(CellSpace(nodes=3), obj, 0, predictor=predictor_file)
+
+
+def test_config_resolves_the_predictor_path(table_path, predictor_file, tmp_path):
+    (tmp_path / "preds").mkdir()
+    (tmp_path / "preds" / "p.pt").write_bytes(predictor_file.read_bytes())
+    cfg_path = tmp_path / "meta.toml"
+    cfg_path.write_text(f'''
+[space]
+name = "nb201"
+[strategy]
+name = "meta"
+predictor = "preds/p.pt"
+population = 6
+[fitness]
+kind = "table"
+table = "{table_path}"
+objectives = ["{C10}"]
+[search]
+budget = 12
+seed = 1
+''')
+    result = run_config(load_config(cfg_path), tmp_path / "out")
+    assert len(result.trials) == 12 and result.best.metrics[C10] > 93.0
+    cfg_path.write_text(cfg_path.read_text().replace("preds/p.pt", "preds/nope.pt"))
+    with pytest.raises(ConfigError, match=r"\[strategy\] predictor = .*file not found"):
+        run_config(load_config(cfg_path), tmp_path / "out2")
+
+
+def test_cli_bench_meta(table_path, predictor_file, tmp_path, capsys):
+    common = ["bench", "--table", str(table_path), "--fitness", C10, "--report", C10, "--budget", "10",
+              "--seeds", "2", "--out", str(tmp_path / "b")]
+    assert main([*common, "--algo", "meta,rea", "--predictor", str(predictor_file)]) == 0
+    out = capsys.readouterr().out
+    assert "meta" in out and "rea" in out
+    assert (tmp_path / "b" / "bench.csv").is_file()
+    assert main([*common, "--algo", "meta"]) == 2
+    assert "needs --predictor" in capsys.readouterr().err
+    assert main([*common, "--algo", "rea", "--predictor", str(predictor_file)]) == 2
+    assert "only --algo meta" in capsys.readouterr().err
+    assert main([*common, "--algo", "meta", "--predictor", str(tmp_path / "missing.pt")]) == 2
+    assert "not found" in capsys.readouterr().err
