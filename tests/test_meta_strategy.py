@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -17,6 +22,7 @@ from evonas.strategies import STRATEGIES, make_strategy
 from evonas.strategies.meta import MetaEvolution
 from evonas.trial import Objective, Trial
 
+REPO = Path(__file__).resolve().parents[1]
 TINY = dict(steps=60, n_members=2, hidden=(32,), embed=8, batch_size=128)
 C10 = "cifar10_test200"
 
@@ -210,3 +216,73 @@ def test_cli_bench_meta(table_path, predictor_file, tmp_path, capsys):
     assert "only --algo meta" in capsys.readouterr().err
     assert main([*common, "--algo", "meta", "--predictor", str(tmp_path / "missing.pt")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_meta_search_benchmark_quick(tmp_path, table_path):
+    """benchmarks/meta_search.py end to end on one held-out dataset: section, verdicts, raw results, cache."""
+    md, raw = tmp_path / "B.md", tmp_path / "res.json"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "meta_search.py"), "--quick", "--datasets", "cifar10",
+           "--seeds", "2", "--budget", "30", "--nats-budget", "12", "--table", str(table_path), "--work", str(tmp_path / "work"), "--md", str(md), "--json", str(raw)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    text = md.read_text()
+    assert "<!-- BEGIN meta_search -->" in text and "must-show claims" in text and "| CIFAR-10 | top-0.1% |" in text
+    res = json.loads(raw.read_text())
+    direct = res["direct"]["cifar10"]
+    assert len(direct["meta"]["top"]) == 2 and res["budget"] == 30
+    # the warm start finds a top-0.1% CIFAR-10 cell no later than REA does on the same seeds
+    assert np.median(direct["meta"]["top"]) <= np.median(direct["rea"]["top"])
+    assert set(res["misleading"]["cifar10"]) == {"inverted", "shuffled", "small-nets"}
+    # a second run redraws the tables from the cache, computing nothing again
+    again = subprocess.run(cmd + ["--no-markdown"], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert "  trained predictor_" in proc.stdout and "  trained predictor_" not in again.stdout
+    assert "  proxies on" in proc.stdout and "  proxies on" not in again.stdout
+    body = proc.stdout[proc.stdout.index("## Meta-warm-started"):]
+    assert again.stdout[again.stdout.index("## Meta-warm-started"):] == body  # same figures, same timings
+    for flag, value, message in (("--datasets", "mnist", "--datasets: unknown mnist"),
+                                 ("--seeds", "0", "--seeds: must be >= 1, got 0")):
+        bad = subprocess.run(cmd[:3] + [flag, value], capture_output=True, text=True)
+        assert bad.returncode == 2 and message in bad.stderr
+
+
+def test_meta_strategy_steers_real_training(predictor_file, tmp_path):
+    """The same search loop with real short training on digits: the table-trained prior picks the first cells."""
+    import shutil
+
+    shutil.copy(predictor_file, tmp_path / "p.pt")
+    cfg_path = tmp_path / "digits-meta.toml"
+    cfg_path.write_text('''
+[space]
+name = "nb201"
+[strategy]
+name = "meta"
+predictor = "p.pt"
+population = 4
+candidates = 8
+[fitness]
+kind = "train"
+objectives = ["val_acc"]
+report = ["test_acc"]
+[data]
+name = "digits"
+[training]
+C = 4
+N = 1
+steps = 8
+batch_size = 32
+[search]
+budget = 6
+seed = 0
+jobs = 1
+batch_size = 2
+isolate = false
+''')
+    result = run_config(load_config(cfg_path), tmp_path / "out")
+    assert len(result.trials) == 6 and all(t.ok for t in result.trials)
+    assert all(0.0 <= t.metrics["val_acc"] <= 1.0 for t in result.trials)
+    # the first proposal is the prior's top pick: the CIFAR-trained predictor's best-ranked cell
+    space = NB201Space()
+    first = space.from_string(result.trials[0].arch)
+    strategy = MetaEvolution(space, [Objective("val_acc")], 0, predictor=predictor_file, population=4)
+    assert space.canonical_hash(strategy.ask(1)[0]) == space.canonical_hash(first)

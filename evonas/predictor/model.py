@@ -29,7 +29,8 @@ enough to redo after every evaluation of a search.
 Why a head and not MAML/Reptile-style adaptation of the whole network: measured on NAS-Bench-201
 leave-one-dataset-out (``benchmarks/meta_search.py``, BENCHMARKS.md), fine-tuning every weight on the
 k <= 100 observations ranks the held-out dataset no better than the head (Kendall tau within +-0.01),
-costs 20-50x more per adaptation (0.5-1 s), and gives no posterior for the acquisition.
+costs 10-80x more per adaptation (about 0.5 s against 7-46 ms for 10-100 observations, one thread), and
+gives no posterior for the acquisition.
 
 ``adapt_method="finetune"`` instead fine-tunes every weight of each member from its meta-trained value on
 the observations (proximal to the meta weights: Reptile/MAML-style adaptation of the whole predictor),
