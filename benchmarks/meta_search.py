@@ -427,6 +427,21 @@ def verdicts(res: dict) -> list[tuple[str, bool, str]]:
     return out
 
 
+def anytime_cells(ours: dict, rea: dict | None, goal: str, fmt: str) -> str:
+    """Table cells: mean best so far at each checkpoint, with the seeds behind ``rea`` in brackets."""
+    cells = []
+    for q in map(str, CHECKPOINTS):
+        if q not in ours["at"]:
+            cells.append("")
+            continue
+        text = format(ours["at"][q][0], fmt)
+        if rea is not None:
+            sign = 1 if goal == "max" else -1
+            text += f" ({sum(sign * x < sign * r for x, r in zip(ours['seed_at'][q], rea['seed_at'][q]))})"
+        cells.append(text)
+    return " | ".join(cells)
+
+
 def markdown(res: dict, command: str) -> str:
     b, nb = res["budget"], res["nats_budget"]
     train = "-".join(f"{f(res['train_seconds'].values()):.0f}" for f in (min, max)) if res["train_seconds"] else "?"
@@ -475,18 +490,9 @@ def markdown(res: dict, command: str) -> str:
         d, m = res["direct"][held], res["misleading"][held]
         for kind in ("(rea)", "(meta, LODO prior)", *MISLEADING):
             mk = d["rea"] if kind == "(rea)" else d["meta"] if kind.startswith("(meta") else m[kind]
-            cells = []
-            for q in CHECKPOINTS:
-                if str(q) not in mk["at"]:
-                    cells.append("")
-                    continue
-                text = f"{mk['at'][str(q)][0]:.2f}"
-                if kind != "(rea)":
-                    behind = sum(x < r for x, r in zip(mk["seed_at"][str(q)], d["rea"]["seed_at"][str(q)]))
-                    text += f" ({behind})"
-                cells.append(text)
+            cells = anytime_cells(mk, None if kind == "(rea)" else d["rea"], "max", ".2f")
             lines.append(f"| {LABEL[held]} | {kind} | {median_text(mk['top'], b)} | {median_text(mk['opt'], b)}"
-                         f" | {' | '.join(cells)} |")
+                         f" | {cells} |")
     late = "; ".join(f"{kind}: " + "/".join(str(res["misleading"][h][kind]["one_late"]) for h in res["direct"])
                      for kind in MISLEADING)
     lines += ["", "A misleading prior costs the first query: the initial population's first member is the "
@@ -507,18 +513,9 @@ def markdown(res: dict, command: str) -> str:
                   "| --- | --- | --- | --- | " + " | ".join("---" for _ in CHECKPOINTS) + " |"]
         for col, f in res["foreign"].items():
             for algo in ("random", "rea", "meta"):
-                cells = []
-                for q in CHECKPOINTS:
-                    if str(q) not in f[algo]["at"]:
-                        cells.append("")
-                        continue
-                    text = f"{f[algo]['at'][str(q)][0]:.4g}"
-                    if algo == "meta":
-                        behind = sum(x > r for x, r in zip(f[algo]["seed_at"][str(q)], f["rea"]["seed_at"][str(q)]))
-                        text += f" ({behind})"
-                    cells.append(text)
+                cells = anytime_cells(f[algo], f["rea"] if algo == "meta" else None, "min", ".4g")
                 lines.append(f"| {FOREIGN[col]} | {algo} | {median_text(f[algo]['top'], b)} | "
-                             f"{median_text(f[algo]['opt'], b)} | {' | '.join(cells)} |")
+                             f"{median_text(f[algo]['opt'], b)} | {cells} |")
     lines += ["", "### Predictor quality on the held-out dataset: Kendall tau over all 15,625 cells", "",
               f"After k uniformly random observations of the held-out `test200` (mean over {res['repeats']} "
               "draws). `head`: meta-trained, adapted by the Bayesian task head (the default); `finetune`: "

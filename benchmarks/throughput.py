@@ -125,8 +125,9 @@ def main(argv=None) -> int:
     lines = ["## Throughput: backends and the durable store (issue 5)", "",
              f"Command: `python benchmarks/throughput.py --cost {args.cost:g} --evals {args.evals}` "
              f"({elapsed:.0f} s on {machine()}; load average {load0:.1f} at start, {load1:.1f} at the end; "
-             f"a 1 s CPU burn in the main process got {share:.2f} of a core just before). With the cores shared "
-             "with other jobs, rates are lower bounds and 2 workers cannot show their speed-up.", "",
+             f"a 1 s CPU burn in the main process got {share:.2f} of a core just before)."
+             + (" With the cores shared with other jobs (load above 1 before the run), rates are lower bounds "
+                "and 2 workers cannot show their speed-up." if load0 > 1.0 else ""), "",
              f"A fitness costing {args.cost:g} s of CPU; a seeded REA search of {args.evals} evaluations "
              f"(batches of 4; `async`: steady state). Ideal: 1 / cost = {1 / args.cost:.1f} eval/s per worker "
              "(efficiency 1.0). Startup (workers spawned, fitness loaded; for dask a "

@@ -286,3 +286,17 @@ isolate = false
     first = space.from_string(result.trials[0].arch)
     strategy = MetaEvolution(space, [Objective("val_acc")], 0, predictor=predictor_file, population=4)
     assert space.canonical_hash(strategy.ask(1)[0]) == space.canonical_hash(first)
+
+
+def test_meta_digits_benchmark_smoke(tmp_path, predictor_file):
+    """benchmarks/meta_digits.py: both strategies train real networks on digits and the section is written."""
+    md = tmp_path / "B.md"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "meta_digits.py"), "--seeds", "1",
+                           "--budget", "4", "--steps", "10", "--predictor", str(predictor_file), "--work", str(tmp_path / "w"),
+                           "--md", str(md)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    text = md.read_text()
+    assert "<!-- BEGIN meta_digits_steps10 -->" in text and "| rea | " in text and "| meta | " in text
+    assert "--seeds 1 --budget 4 --steps 10" in text
+    for algo in ("rea", "meta"):
+        assert (tmp_path / "w" / f"{algo}_seed0_steps10" / "run.db").is_file()
