@@ -97,14 +97,14 @@ def run(args, log=print) -> dict:
 
 def markdown(res: dict, command: str) -> str:
     b = res["budget"]
-    qs = [q for q in (5, 10, 20, 40, b) if q <= b]
-    qs = sorted(set(qs))
+    qs = sorted({q for q in (5, 10, 20, 40, b) if q <= b})
     lines = [f"## A NAS-Bench-201 prior on a real-training search: digits, {res['steps']} steps (issue 4)", "",
              f"Command: `{command}` ({res['elapsed_s'] / 60:.0f} min on {machine()}, {res['jobs']} workers).",
-             f"`genomes/digits.toml` (NAS-Bench-201 cells, C=8, N=1, {res['steps']} SGD steps on scikit-learn's digits, "
-             "fitness `val_acc`) without the Reptile warm start; `meta` with a predictor meta-trained on the "
-             "three NAS-Bench-201 `test200` columns (nothing of digits; default settings, seed 0), `rea` with the config's settings "
-             f"(population 16, sample 4); {res['seeds']} seeds, {b} evaluations each, the same seeds for both.", "",
+             f"`genomes/digits.toml` (NAS-Bench-201 cells, C=8, N=1, {res['steps']} SGD steps on scikit-learn's "
+             "digits, fitness `val_acc`) without the Reptile warm start; `meta` with a predictor meta-trained on "
+             "the three NAS-Bench-201 `test200` columns (nothing of digits; default settings, seed 0), `rea` with "
+             f"the config's settings (population 16, sample 4); {res['seeds']} seeds, {b} evaluations each, "
+             "the same seeds for both.", "",
              "| algo | " + " | ".join(f"test acc. at q={q}" for q in qs)
              + " | mean val acc. of evaluated cells | s per search |",
              "| --- | " + " | ".join("---" for _ in qs) + " | --- | --- |"]

@@ -384,7 +384,8 @@ def verdicts(res: dict) -> list[tuple[str, bool, str]]:
 
     def slower(ours: dict, rea: dict) -> list[str]:
         return [f"{name} {median_text(ours[key], b)} vs REA {median_text(rea[key], b)}"
-                for key, name in (("top", "top-0.1%"), ("opt", "optimum")) if np.median(ours[key]) > np.median(rea[key])]
+                for key, name in (("top", "top-0.1%"), ("opt", "optimum"))
+                if np.median(ours[key]) > np.median(rea[key])]
 
     def behind(at_ours: dict, at_rea: dict, goal: str = "max") -> list[str]:
         sign = 1 if goal == "max" else -1
@@ -416,7 +417,8 @@ def verdicts(res: dict) -> list[tuple[str, bool, str]]:
         out.append((f"{label}: median queries to top-0.1% and to the optimum not above REA's", not worse,
                     "; ".join(worse) or f"holds (top-0.1%: {found})"))
         qs = ", ".join(cases[0][1]["at"])
-        worse = [f"{where} {w}".strip() for where, ours, rea, goal in cases for w in behind(ours["at"], rea["at"], goal)]
+        worse = [f"{where} {w}".strip() for where, ours, rea, goal in cases
+                 for w in behind(ours["at"], rea["at"], goal)]
         out.append((f"{label}: mean best so far at q={qs} not below REA's", not worse, "; ".join(worse) or "holds"))
     for held in res["direct"]:
         tau = res["tau"][held]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -222,11 +223,13 @@ def test_meta_search_benchmark_quick(tmp_path, table_path):
     """benchmarks/meta_search.py end to end on one held-out dataset: section, verdicts, raw results, cache."""
     md, raw = tmp_path / "B.md", tmp_path / "res.json"
     cmd = [sys.executable, str(REPO / "benchmarks" / "meta_search.py"), "--quick", "--datasets", "cifar10",
-           "--seeds", "2", "--budget", "30", "--nats-budget", "12", "--table", str(table_path), "--work", str(tmp_path / "work"), "--md", str(md), "--json", str(raw)]
+           "--seeds", "2", "--budget", "30", "--nats-budget", "12", "--table", str(table_path),
+           "--work", str(tmp_path / "work"), "--md", str(md), "--json", str(raw)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     text = md.read_text()
-    assert "<!-- BEGIN meta_search -->" in text and "must-show claims" in text and "| CIFAR-10 | top-0.1% |" in text
+    assert "<!-- BEGIN meta_search -->" in text and "must-show claims" in text
+    assert "| CIFAR-10 | top-0.1% |" in text
     res = json.loads(raw.read_text())
     direct = res["direct"]["cifar10"]
     assert len(direct["meta"]["top"]) == 2 and res["budget"] == 30
@@ -248,8 +251,6 @@ def test_meta_search_benchmark_quick(tmp_path, table_path):
 
 def test_meta_strategy_steers_real_training(predictor_file, tmp_path):
     """The same search loop with real short training on digits: the table-trained prior picks the first cells."""
-    import shutil
-
     shutil.copy(predictor_file, tmp_path / "p.pt")
     cfg_path = tmp_path / "digits-meta.toml"
     cfg_path.write_text('''
@@ -292,8 +293,8 @@ def test_meta_digits_benchmark_smoke(tmp_path, predictor_file):
     """benchmarks/meta_digits.py: both strategies train real networks on digits and the section is written."""
     md = tmp_path / "B.md"
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "meta_digits.py"), "--seeds", "1",
-                           "--budget", "4", "--steps", "10", "--predictor", str(predictor_file), "--work", str(tmp_path / "w"),
-                           "--md", str(md)], capture_output=True, text=True)
+                           "--budget", "4", "--steps", "10", "--predictor", str(predictor_file),
+                           "--work", str(tmp_path / "w"), "--md", str(md)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     text = md.read_text()
     assert "<!-- BEGIN meta_digits_steps10 -->" in text and "| rea | " in text and "| meta | " in text
