@@ -280,6 +280,24 @@ def tau_study(table: Path, work: Path, held: str, repeats: int, ks, fresh: bool,
     return out
 
 
+TORCH_FLOPS = "torch FlopCounterMode / 2"
+
+
+def torch_flop_counter_macs(arch: str) -> float:
+    """Multiply-accumulates (millions) of the proxies' network for ``arch`` by torch's own FLOP counter."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from evonas.models import build_model
+    from evonas.spaces import NB201Space
+
+    space = NB201Space()
+    model = build_model(space.to_graph(space.from_string(arch)), in_channels=3, num_classes=10, C=16, N=5).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32))
+    return counter.get_total_flops() / 2e6  # it counts a multiply-accumulate as 2 FLOPs
+
+
 def proxy_study(table: Path, work: Path, n_cells: int, fresh: bool, log) -> dict:
     path = work / f"proxies_{n_cells}.json"
     if path.exists() and not fresh:
@@ -292,10 +310,12 @@ def proxy_study(table: Path, work: Path, n_cells: int, fresh: bool, log) -> dict
     ours = proxy_table([t.archs[i] for i in idx], num_classes=10)
     seconds = time.perf_counter() - start
     pairs = {"synflow": "cifar10_synflow", "logsynflow": "cifar10_logsynflow", "naswot": "cifar10_naswot",
-             "params": "cifar10_params_m", "flops": "cifar10_params_m"}
-    out = {"cells": n_cells, "seconds": seconds, "rows": {}}
+             "params": "cifar10_params_m", "flops": TORCH_FLOPS}
+    torch_macs = np.array([torch_flop_counter_macs(t.archs[i]) for i in idx])
+    out = {"cells": n_cells, "seconds": seconds, "rows": {},
+           "flops_max_rel_diff": float(np.max(np.abs(ours["flops"] - torch_macs) / torch_macs))}
     for name, col in pairs.items():
-        theirs = t.column(col)[idx]
+        theirs = torch_macs if col == TORCH_FLOPS else t.column(col)[idx]
         acc = t.column("cifar10_test200")[idx]
         m = np.isfinite(theirs) & np.isfinite(ours[name])
         out["rows"][name] = {"column": col, "n": int(m.sum()),
@@ -546,10 +566,13 @@ def markdown(res: dict, command: str) -> str:
     p = res["proxies"]
     lines += ["", f"### Zero-cost proxies computed by evonas (`evonas.proxies`) on {p['cells']} random cells", "",
               f"CIFAR-10 head (10 classes), C=16, N=5, weights from seed 0, NASWOT on 64 N(0,1) images; "
-              f"{p['seconds'] / p['cells']:.2f} s per cell. Spearman of ours with the table's column and of each "
-              "with `cifar10_test200`. Our params count only ops on an input-to-output path (NAS-Bench-201 also "
-              "counts ops of dead-end edges).", "",
-              "| proxy | table column | Spearman ours vs table | ours vs test200 | table vs test200 |",
+              f"{p['seconds'] / p['cells']:.2f} s per cell. Spearman of ours with the reference (the table's "
+              "column) and of each with `cifar10_test200`. Our params count only ops on an input-to-output path (NAS-Bench-201 also "
+              "counts ops of dead-end edges). The table has no FLOPs column: our multiply-accumulates are checked "
+              "against torch's own counter (`torch.utils.flop_counter`) on the same networks: "
+              + ("equal on every cell." if p.get("flops_max_rel_diff") == 0 else
+                 f"largest relative difference {p.get('flops_max_rel_diff', float('nan')):.1e}."), "",
+              "| proxy | reference | Spearman ours vs reference | ours vs test200 | reference vs test200 |",
               "| --- | --- | --- | --- | --- |"]
     for name, r in p["rows"].items():
         lines.append(f"| {name} | `{r['column']}` | {r['spearman_table']:.3f} | {r['spearman_test200_ours']:.3f} | "

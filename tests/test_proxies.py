@@ -70,3 +70,20 @@ def test_spearman_with_the_table_on_a_sample(nb201_table):
         assert spearmanr(ours[name][m], theirs[m])[0] > low, name
     acc = nb201_table.column("cifar10_test200")[idx]
     assert spearmanr(ours["synflow"], acc)[0] > 0.6
+
+
+MIXED = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_3x3~0|none~1|avg_pool_3x3~2|"
+
+
+@pytest.mark.parametrize("arch", [CONV3, SKIP, MIXED])
+def test_flops_match_torchs_flop_counter(arch):
+    """The table has no FLOPs column: torch's own counter (2 FLOPs per multiply-accumulate) is the reference."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from evonas.models import build_model
+
+    space = NB201Space()
+    model = build_model(space.to_graph(space.from_string(arch)), in_channels=3, num_classes=10, C=8, N=2).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32))
+    assert count_flops(model, (3, 32, 32)) == pytest.approx(counter.get_total_flops() / 2e6, rel=1e-9)
