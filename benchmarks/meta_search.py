@@ -449,6 +449,11 @@ def verdicts(res: dict) -> list[tuple[str, bool, str]]:
     return out
 
 
+def header(*columns: str) -> list[str]:
+    """A markdown table's header and rule lines."""
+    return ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+
+
 def anytime_cells(ours: dict, rea: dict | None, goal: str, fmt: str) -> str:
     """Table cells: mean best so far at each checkpoint, with the seeds behind ``rea`` in brackets."""
     cells = []
@@ -482,8 +487,7 @@ def markdown(res: dict, command: str) -> str:
         "", "(found/seeds) in brackets; `> B`: not found by most seeds within the budget. Last column: seeds where "
         "meta needed fewer / as many / more queries than REA to the same target. Last row per dataset: wall "
         f"seconds of one whole {b}-query search (table lookups; the search's own cost).", "",
-        "| dataset | target | random | rea | tpe | meta | meta vs rea (w/t/l) |",
-        "| --- | --- | --- | --- | --- | --- | --- |"]
+        *header("dataset", "target", *ALGOS, "meta vs rea (w/t/l)")]
     for held in res["direct"]:
         d = res["direct"][held]
         for key, name in (("top", "top-0.1%"), ("opt", "optimum")):
@@ -493,8 +497,7 @@ def markdown(res: dict, command: str) -> str:
                      + " | |")
     lines += ["", f"### NATS-Bench protocol: search `valid12`, report `test200` (budget {nb})", "",
               "Mean ± std over seeds of the `test200` accuracy (%) of the best-by-`valid12` cell after q queries.", "",
-              "| dataset | algo | " + " | ".join(f"q={q}" for q in CHECKPOINTS) + " |",
-              "| --- | --- | " + " | ".join("---" for _ in CHECKPOINTS) + " |"]
+              *header("dataset", "algo", *(f"q={q}" for q in CHECKPOINTS))]
     for held in res["direct"]:
         for algo in ALGOS:
             at = res["nats"][held][algo]
@@ -506,8 +509,7 @@ def markdown(res: dict, command: str) -> str:
               "`min:params_m` (a different proxy: prefers tiny cells). Median queries to the targets; best "
               "`test200` (%) so far at q queries, mean over seeds, and in brackets the seeds on which it is "
               "below REA's at the same q.", "",
-              "| dataset | prior | top-0.1% | optimum | " + " | ".join(f"q={q}" for q in CHECKPOINTS) + " |",
-              "| --- | --- | --- | --- | " + " | ".join("---" for _ in CHECKPOINTS) + " |"]
+              *header("dataset", "prior", "top-0.1%", "optimum", *(f"q={q}" for q in CHECKPOINTS))]
     for held in res["direct"]:
         d, m = res["direct"][held], res["misleading"][held]
         for kind in ("(rea)", "(meta, LODO prior)", *MISLEADING):
@@ -531,8 +533,7 @@ def markdown(res: dict, command: str) -> str:
                   "accuracy) to *minimize* a Raspberry Pi 5 cost column of the table: the prior ranks accurate, "
                   "hence large and slow, cells first. Median queries to a top-0.1% / the optimal cell; best value "
                   "so far at q queries, mean over seeds (in brackets: seeds on which meta is behind REA).", "",
-                  "| task | algo | top-0.1% | optimum | " + " | ".join(f"q={q}" for q in CHECKPOINTS) + " |",
-                  "| --- | --- | --- | --- | " + " | ".join("---" for _ in CHECKPOINTS) + " |"]
+                  *header("task", "algo", "top-0.1%", "optimum", *(f"q={q}" for q in CHECKPOINTS))]
         for col, f in res["foreign"].items():
             for algo in ("random", "rea", "meta"):
                 cells = anytime_cells(f[algo], f["rea"] if algo == "meta" else None, "min", ".4g")
@@ -544,8 +545,7 @@ def markdown(res: dict, command: str) -> str:
               "meta-trained, every weight fine-tuned on the k observations (MAML/Reptile-style adaptation); "
               "`none`: meta-trained, not adapted; `scratch`: the same predictor trained on the k observations "
               "only. Zero-cost: the table's proxy columns for that dataset (constant in k).", "",
-              "| dataset | predictor | " + " | ".join(f"k={k}" for k in KS) + " |",
-              "| --- | --- | " + " | ".join("---" for _ in KS) + " |"]
+              *header("dataset", "predictor", *(f"k={k}" for k in KS))]
     for held in res["direct"]:
         tau = res["tau"][held]
         for method in ("head", "finetune", "none", "scratch"):
@@ -567,18 +567,17 @@ def markdown(res: dict, command: str) -> str:
     lines += ["", f"### Zero-cost proxies computed by evonas (`evonas.proxies`) on {p['cells']} random cells", "",
               f"CIFAR-10 head (10 classes), C=16, N=5, weights from seed 0, NASWOT on 64 N(0,1) images; "
               f"{p['seconds'] / p['cells']:.2f} s per cell. Spearman of ours with the reference (the table's "
-              "column) and of each with `cifar10_test200`. Our params count only ops on an input-to-output path (NAS-Bench-201 also "
-              "counts ops of dead-end edges). The table has no FLOPs column: our multiply-accumulates are checked "
-              "against torch's own counter (`torch.utils.flop_counter`) on the same networks: "
+              "column) and of each with `cifar10_test200`. Our params count only ops on an input-to-output path "
+              "(NAS-Bench-201 also counts ops of dead-end edges). The table has no FLOPs column: our "
+              "multiply-accumulates are checked against torch's own counter (`torch.utils.flop_counter`) on "
+              "the same networks: "
               + ("equal on every cell." if p.get("flops_max_rel_diff") == 0 else
                  f"largest relative difference {p.get('flops_max_rel_diff', float('nan')):.1e}."), "",
-              "| proxy | reference | Spearman ours vs reference | ours vs test200 | reference vs test200 |",
-              "| --- | --- | --- | --- | --- |"]
+              *header("proxy", "reference", "Spearman ours vs reference", "ours vs test200", "reference vs test200")]
     for name, r in p["rows"].items():
         lines.append(f"| {name} | `{r['column']}` | {r['spearman_table']:.3f} | {r['spearman_test200_ours']:.3f} | "
                      f"{r['spearman_test200_table']:.3f} |")
-    lines += ["", "### The issue's must-show claims, as measured", "", "| claim | holds | measured |",
-              "| --- | --- | --- |"]
+    lines += ["", "### The issue's must-show claims, as measured", "", *header("claim", "holds", "measured")]
     for claim, ok, measured in verdicts(res):
         lines.append(f"| {claim} | {'yes' if ok else '**no**'} | {measured} |")
     return "\n".join(lines)

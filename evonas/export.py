@@ -193,16 +193,14 @@ def _stored_config(directory: Path) -> dict[str, Any] | None:
     """The effective config a run's SQLite store recorded (meta key ``config``), or ``None``."""
     import sqlite3
 
+    from evonas.store import query_read_only
+
     db = directory / "run.db"
     if not db.is_file():
         return None
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
-        finally:
-            conn.close()
-        return json.loads(row[0]) if row else None
+        rows = query_read_only(db, "SELECT value FROM meta WHERE key = 'config'")
+        return json.loads(rows[0][0]) if rows else None
     except (sqlite3.Error, json.JSONDecodeError):
         return None
 

@@ -164,6 +164,16 @@ _SCHEMA = [
 _MIGRATIONS: dict[int, list[str]] = {}
 
 
+def query_read_only(path: str | Path, sql: str) -> list[tuple]:
+    """The rows of ``sql`` on a run store opened read-only (never locks out or alters a live run);
+    raises ``sqlite3.Error`` when the file cannot be read."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, default=_json_default, separators=(",", ":"))
 

@@ -326,29 +326,10 @@ def short_train(graph, data, settings: TrainSettings, *, seed: int, device: str 
 
 def import_ops_modules(specs: Sequence[str], base_dir: Path | None = None) -> None:
     """Import modules that register ops: ``"package.module"`` or ``"path/to/file.py"``."""
-    import importlib
-    import importlib.util
+    from evonas.plugins import load_module
 
     for spec in specs:
-        if spec.endswith(".py"):
-            path = Path(spec).expanduser()
-            if not path.is_absolute() and base_dir is not None:
-                path = base_dir / path
-            path = path.resolve()
-            name = f"evonas_ops_{path.stem}_{abs(hash(str(path))):x}"
-            if name in sys.modules:
-                continue
-            if not path.is_file():
-                raise ValueError(f"ops module {spec!r}: file {path} not found")
-            file_spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(file_spec)
-            sys.modules[name] = module
-            file_spec.loader.exec_module(module)
-        else:
-            try:
-                importlib.import_module(spec)
-            except ImportError as err:
-                raise ValueError(f"ops module {spec!r}: cannot import ({err})") from None
+        load_module(spec, f"ops module {spec!r}", base_dir)
 
 
 # --- the fitness ----------------------------------------------------------------------------------------

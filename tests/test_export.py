@@ -13,35 +13,10 @@ import pytest
 from evonas.cli import main
 from evonas.config import parse_config
 from evonas.export import ExportError, check_onnx, choose, export, read_arch, weights_path
+from tiny_configs import digits_toml
 
-TRAIN_TOML = """
-[space]
-name = "nb201"
-
-[strategy]
-name = "rea"
-population = 3
-sample = 2
-
-[fitness]
-kind = "train"
-objectives = ["val_acc"]
-report = ["test_acc"]
-
-[data]
-name = "digits"
-
-[training]
-C = 4
-N = 1
-steps = 30
-threads = 1
-
-[search]
-budget = 4
-seed = 3
-jobs = 1
-"""
+TRAIN_TOML = digits_toml('name = "rea"\npopulation = 3\nsample = 2', "C = 4\nN = 1\nsteps = 30\nthreads = 1",
+                         "budget = 4\nseed = 3\njobs = 1")
 
 
 @pytest.fixture(scope="module")

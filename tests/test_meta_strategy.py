@@ -22,6 +22,7 @@ from evonas.spaces import CellSpace, DAGSpace, NB201Space
 from evonas.strategies import STRATEGIES, make_strategy
 from evonas.strategies.meta import MetaEvolution
 from evonas.trial import Objective, Trial
+from tiny_configs import digits_toml
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(steps=60, n_members=2, hidden=(32,), embed=8, batch_size=128)
@@ -253,32 +254,9 @@ def test_meta_strategy_steers_real_training(predictor_file, tmp_path):
     """The same search loop with real short training on digits: the table-trained prior picks the first cells."""
     shutil.copy(predictor_file, tmp_path / "p.pt")
     cfg_path = tmp_path / "digits-meta.toml"
-    cfg_path.write_text('''
-[space]
-name = "nb201"
-[strategy]
-name = "meta"
-predictor = "p.pt"
-population = 4
-candidates = 8
-[fitness]
-kind = "train"
-objectives = ["val_acc"]
-report = ["test_acc"]
-[data]
-name = "digits"
-[training]
-C = 4
-N = 1
-steps = 8
-batch_size = 32
-[search]
-budget = 6
-seed = 0
-jobs = 1
-batch_size = 2
-isolate = false
-''')
+    cfg_path.write_text(digits_toml('name = "meta"\npredictor = "p.pt"\npopulation = 4\ncandidates = 8',
+                                    "C = 4\nN = 1\nsteps = 8\nbatch_size = 32",
+                                    "budget = 6\nseed = 0\njobs = 1\nbatch_size = 2\nisolate = false"))
     result = run_config(load_config(cfg_path), tmp_path / "out")
     assert len(result.trials) == 6 and all(t.ok for t in result.trials)
     assert all(0.0 <= t.metrics["val_acc"] <= 1.0 for t in result.trials)

@@ -113,3 +113,18 @@ def test_register_op_extends_the_builders():
     bad = CellSpace(ops=["none", "no_such_op"], nodes=2)
     with pytest.raises(KeyError, match="unknown op 'no_such_op'"):
         build_model(bad.to_graph([1]), in_channels=1, num_classes=2, C=4, N=1)
+
+
+def test_ops_modules_from_a_file_load_once_and_fail_clearly(tmp_path):
+    from evonas.training import import_ops_modules
+
+    (tmp_path / "my_ops.py").write_text(
+        "import torch.nn as nn\nfrom evonas.models import register_op\n"
+        "register_op('test_file_identity', lambda c: nn.Identity())\n")
+    import_ops_modules(["my_ops.py"], base_dir=tmp_path)
+    assert "test_file_identity" in OPS
+    import_ops_modules(["my_ops.py"], base_dir=tmp_path)  # a second import would raise "already registered"
+    with pytest.raises(ValueError, match=r"^ops module 'gone.py': file .*gone.py not found$"):
+        import_ops_modules(["gone.py"], base_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"^ops module 'no_such_pkg_xyz': cannot import 'no_such_pkg_xyz'"):
+        import_ops_modules(["no_such_pkg_xyz"])

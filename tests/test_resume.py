@@ -19,6 +19,7 @@ import pytest
 from evonas.cli import main
 from evonas.evaluator import evaluation_seed
 from evonas.store import STORE_NAME, SQLiteStore
+from tiny_configs import digits_toml
 
 REPO = Path(__file__).resolve().parents[1]
 FITNESS = Path(__file__).with_name("durable_fitness.py")
@@ -335,37 +336,9 @@ def test_real_training_killed_twice_resumes_identically(tmp_path):
 
 
 # --- real training with the online warm start: the initializer's updates are part of the checkpoint ----------
-ONLINE = """\
-[space]
-name = "nb201"
-ops = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
-[strategy]
-name = "rea"
-population = 4
-sample = 2
-[fitness]
-kind = "train"
-objectives = ["val_acc"]
-report = ["test_acc"]
-[data]
-name = "digits"
-[training]
-C = 4
-N = 1
-steps = 30
-batch_size = 32
-[warm_start]
-meta_steps = 3
-inner_steps = 3
-online = true
-online_lr = 0.3
-[search]
-budget = 10
-seed = 3
-jobs = 2
-batch_size = 2
-isolate = false
-"""
+ONLINE = digits_toml('name = "rea"\npopulation = 4\nsample = 2', "C = 4\nN = 1\nsteps = 30\nbatch_size = 32",
+                     "budget = 10\nseed = 3\njobs = 2\nbatch_size = 2\nisolate = false",
+                     extra="[warm_start]\nmeta_steps = 3\ninner_steps = 3\nonline = true\nonline_lr = 0.3")
 
 
 def untimed_history(out: Path) -> list[tuple]:

@@ -18,6 +18,7 @@ from evonas.fitness.base import Architecture, EvalContext
 from evonas.spaces import NB201Space
 from evonas.training import (TrainingFitness, TrainSettings, _augment, select_device, short_train,
                              worker_threads)
+from tiny_configs import digits_toml
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -80,31 +81,9 @@ def test_threads_and_devices():
 
 
 def _config(tmp_path, extra="", warm="", search="budget = 4\nseed = 3\njobs = 1\nbatch_size = 2\nisolate = false"):
-    text = f"""
-[space]
-name = "nb201"
-[strategy]
-name = "rea"
-population = 2
-sample = 1
-[fitness]
-kind = "train"
-objectives = ["val_acc"]
-report = ["test_acc"]
-[data]
-name = "digits"
-[training]
-C = 4
-N = 1
-steps = 8
-batch_size = 32
-{extra}
-{warm}
-[search]
-{search}
-"""
     path = tmp_path / "tiny.toml"
-    path.write_text(text)
+    path.write_text(digits_toml('name = "rea"\npopulation = 2\nsample = 1',
+                                f"C = 4\nN = 1\nsteps = 8\nbatch_size = 32\n{extra}", search, extra=warm))
     return path
 
 

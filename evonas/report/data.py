@@ -183,12 +183,10 @@ def _store_times(path: Path) -> dict[int, tuple[float, float]]:
     """``{step: (dispatched_at, finished_at)}`` from a run's SQLite store ({} when it cannot be read)."""
     import sqlite3
 
+    from evonas.store import query_read_only
+
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            rows = conn.execute("SELECT key, dispatched_at, finished_at FROM evaluations").fetchall()
-        finally:
-            conn.close()
+        rows = query_read_only(path, "SELECT key, dispatched_at, finished_at FROM evaluations")
     except sqlite3.Error:
         return {}
     return {int(k): (math.nan if d is None else float(d), math.nan if f is None else float(f))

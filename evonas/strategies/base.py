@@ -15,6 +15,24 @@ from evonas.spaces.base import SearchSpace
 from evonas.trial import Objective, Trial, scores
 
 
+def check_min(name: str, value: float, low: float) -> None:
+    """Raise ``ValueError("name: must be >= low, got value")`` unless ``value >= low``."""
+    if not value >= low:
+        raise ValueError(f"{name}: must be >= {low}, got {value}")
+
+
+def check_within(name: str, value: float, low: float, high: float) -> None:
+    """Raise ``ValueError("name: must be within [low, high], got value")`` unless ``low <= value <= high``."""
+    if not low <= value <= high:
+        raise ValueError(f"{name}: must be within [{low}, {high}], got {value}")
+
+
+def check_sample(sample: int, population: int) -> None:
+    """A tournament of ``sample`` members must fit in the population."""
+    if not 1 <= sample <= population:
+        raise ValueError(f"sample: must be between 1 and population ({population}), got {sample}")
+
+
 class Strategy(ABC):
     """Ask/tell search strategy over a :class:`SearchSpace`.
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from evonas.genome import Genome, make_genome
-from evonas.strategies.base import Strategy, genome_state, genomes_from_state
+from evonas.strategies.base import Strategy, check_min, check_sample, check_within, genome_state, genomes_from_state
 from evonas.trial import Trial
 
 #: loaded predictor files, by (resolved path, mtime)
@@ -75,24 +75,13 @@ class MetaEvolution(Strategy):
                  kappa: float = 0.5, min_trust: float = 0.2, window: int = 20, max_enumerate: int = 50_000,
                  pool: int = 2000, **kwargs: Any):
         super().__init__(space, objectives, random_state, **kwargs)
-        if population < 1:
-            raise ValueError(f"population: must be >= 1, got {population}")
-        if not 1 <= sample <= population:
-            raise ValueError(f"sample: must be between 1 and population ({population}), got {sample}")
-        if not 0.0 <= picks <= 1.0:
-            raise ValueError(f"picks: must be within [0, 1], got {picks}")
-        if candidates < 1:
-            raise ValueError(f"candidates: must be >= 1, got {candidates}")
-        if global_candidates < 0:
-            raise ValueError(f"global_candidates: must be >= 0, got {global_candidates}")
-        if not kappa >= 0:
-            raise ValueError(f"kappa: must be >= 0, got {kappa}")
-        if not 0.0 <= min_trust <= 1.0:
-            raise ValueError(f"min_trust: must be within [0, 1], got {min_trust}")
-        if window < 1:
-            raise ValueError(f"window: must be >= 1, got {window}")
-        if pool < 1:
-            raise ValueError(f"pool: must be >= 1, got {pool}")
+        check_min("population", population, 1)
+        check_sample(sample, population)
+        check_within("picks", picks, 0, 1)
+        check_within("min_trust", min_trust, 0, 1)
+        for name, value, low in (("candidates", candidates, 1), ("global_candidates", global_candidates, 0),
+                                 ("kappa", kappa, 0), ("window", window, 1), ("pool", pool, 1)):
+            check_min(name, value, low)
         if predictor is None:
             raise ValueError("predictor: required (a file from `evonas meta train-predictor`)")
         from evonas.predictor import MetaRankPredictor, check_space

@@ -8,7 +8,7 @@ from typing import Any
 from deap import tools
 
 from evonas.genome import Genome
-from evonas.strategies.base import Strategy, genome_state, genomes_from_state
+from evonas.strategies.base import Strategy, check_min, check_within, genome_state, genomes_from_state
 from evonas.trial import Trial
 
 
@@ -23,11 +23,9 @@ class NSGA2(Strategy):
     def __init__(self, space, objectives, random_state=None, population: int = 20, cxpb: float = 0.5,
                  mutpb: float = 1.0, **kwargs: Any):
         super().__init__(space, objectives, random_state, **kwargs)
-        if population < 2:
-            raise ValueError(f"population: must be >= 2, got {population}")
-        for key, p in (("cxpb", cxpb), ("mutpb", mutpb)):
-            if not 0.0 <= p <= 1.0:
-                raise ValueError(f"{key}: must be within [0, 1], got {p}")
+        check_min("population", population, 2)
+        check_within("cxpb", cxpb, 0, 1)
+        check_within("mutpb", mutpb, 0, 1)
         self.population_size = int(population)
         self.cxpb, self.mutpb = float(cxpb), float(mutpb)
         self.population: list[Genome] = []

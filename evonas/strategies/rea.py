@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from evonas.genome import Genome
-from evonas.strategies.base import Strategy, genome_state, genomes_from_state
+from evonas.strategies.base import Strategy, check_min, check_sample, genome_state, genomes_from_state
 from evonas.trial import Trial
 
 
@@ -23,10 +23,8 @@ class RegularizedEvolution(Strategy):
     def __init__(self, space, objectives, random_state=None, population: int = 10, sample: int = 3,
                  **kwargs: Any):
         super().__init__(space, objectives, random_state, **kwargs)
-        if population < 1:
-            raise ValueError(f"population: must be >= 1, got {population}")
-        if not 1 <= sample <= population:
-            raise ValueError(f"sample: must be between 1 and population ({population}), got {sample}")
+        check_min("population", population, 1)
+        check_sample(sample, population)
         self.population_size = int(population)
         self.sample_size = int(sample)
         self.population: deque[Genome] = deque()

@@ -1,0 +1,25 @@
+"""Genome configs for the tests' small real-training runs on scikit-learn's digits."""
+
+from __future__ import annotations
+
+
+def digits_toml(strategy: str, training: str, search: str, extra: str = "") -> str:
+    """TOML of a real-training search on digits over NAS-Bench-201 cells (``val_acc`` searched, ``test_acc``
+    reported); ``strategy``, ``training`` and ``search`` are the bodies of those sections, ``extra`` any
+    further sections (e.g. ``[warm_start]``)."""
+    return f"""[space]
+name = "nb201"
+[strategy]
+{strategy}
+[fitness]
+kind = "train"
+objectives = ["val_acc"]
+report = ["test_acc"]
+[data]
+name = "digits"
+[training]
+{training}
+{extra}
+[search]
+{search}
+"""
