@@ -45,7 +45,7 @@ from scipy.stats import kendalltau, spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.markdown import machine, write_section  # noqa: E402
-from evonas.bench import (BenchRow, best_report_at, group, queries_to_hit, read_bench_csv, run_bench,  # noqa: E402
+from evonas.bench import (BenchRow, bench_rows, best_report_at, group, queries_to_hit, read_bench_csv, replay,  # noqa: E402
                           top_set, write_bench_csv)
 from evonas.fitness.table import load_table  # noqa: E402
 from evonas.genome import make_genome  # noqa: E402
@@ -183,7 +183,7 @@ def searches(table: Path, work: Path, fitness: str, report: str, algo: str, seed
             return rows, float(clock.read_text())
     params = {"meta": {"predictor": str(predictor)}} if predictor else None
     start = time.perf_counter()
-    rows = run_bench(table, fitness, report, [algo], budget, seeds, goal=goal, params=params, make=make)
+    rows = bench_rows(replay(table, fitness, report, [algo], budget, seeds, goal=goal, params=params, make=make))
     seconds = time.perf_counter() - start
     write_bench_csv(path, rows)
     clock.write_text(f"{seconds!r}\n")

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from markdown import BENCHMARKS_MD, machine, write_section  # noqa: E402
 
-from evonas.bench import BenchRow, bench_stats, run_bench, top_set  # noqa: E402
+from evonas.bench import BenchRow, bench_rows, bench_stats, replay, top_set  # noqa: E402
 from evonas.fitness.table import load_table  # noqa: E402
 from evonas.spaces import NB201Space  # noqa: E402
 
@@ -69,8 +69,8 @@ def run_dataset(table, table_path: Path, ds: str, seeds: int, budget_nats: int, 
     for protocol, fitness, budget in (("nats", f"{ds}_valid12", budget_nats),
                                       ("direct", f"{ds}_test200", budget_direct)):
         report = f"{ds}_test200"
-        rows, t_ours = timed(run_bench, table_path, fitness, report, ["rea"], budget, seeds)
-        random_rows, _ = timed(run_bench, table_path, fitness, report, ["random"], budget, seeds)
+        rows, t_ours = timed(lambda: bench_rows(replay(table_path, fitness, report, ["rea"], budget, seeds)))
+        random_rows, _ = timed(lambda: bench_rows(replay(table_path, fitness, report, ["random"], budget, seeds)))
         plain, t_plain = timed(lambda: [r for s in range(seeds) for r in plain_rea(table, fitness, report, s, budget)])
         targets = top_set(table.archs, table.column(report), 0.001)
         stats = bench_stats(rows + random_rows + plain, targets, checkpoints=(10, 25, 50, 100, 300))

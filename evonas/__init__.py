@@ -1,6 +1,6 @@
 """evonas: evolutionary neural architecture search with meta-learned warm starts."""
 
-__version__ = "0.1.0"
+from evonas._version import __version__  # noqa: F401
 
 from evonas.api import build_search, run_config, search  # noqa: E402
 from evonas.config import ConfigError, RunConfig, load_config  # noqa: E402
@@ -12,7 +12,8 @@ from evonas.store import MemoryStore, SQLiteStore, Store  # noqa: E402
 from evonas.strategies import NSGA2, RandomSearch, RegularizedEvolution, Strategy, make_strategy  # noqa: E402
 from evonas.trial import Objective, Trial  # noqa: E402
 from evonas.data import DataSpec  # noqa: E402  (torch is imported only when training runs)
-from evonas.training import TrainingFitness, TrainSettings  # noqa: E402
+from evonas.fitness.train import TrainingFitness  # noqa: E402
+from evonas.training import TrainSettings  # noqa: E402
 from evonas.warmstart import WarmStartSettings  # noqa: E402
 
 __all__ = ["__version__", "search", "build_search", "run_config", "load_config", "ConfigError", "RunConfig",

@@ -88,9 +88,7 @@ def run_config(cfg: RunConfig, out: str | Path, *, progress: bool = False, resum
         search_.evaluator.close()
         raise
     search_.store, search_.cache, search_.fitness_id = run.store, run.cache, run.fitness_id
-    use_run_dir = getattr(search_.evaluator.fitness, "use_run_dir", None)
-    if callable(use_run_dir):  # e.g. the online warm start's files, which checkpoints reference
-        use_run_dir(out)
+    search_.evaluator.fitness.use_run_dir(out)  # e.g. the online warm start's files, which checkpoints reference
     try:
         search_.restore()  # a resumed run's state must fit this search before anything is written
     except ResumeError as err:

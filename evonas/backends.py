@@ -16,21 +16,22 @@ backend     workers                                                      ``addre
                                                                          running scheduler
 ``ray``     a local Ray instance                                         ``ray://`` or ``host:port``
 ``threading`` ``jobs`` threads of the main process (GIL-releasing code)  —
+``simulated`` ``jobs`` virtual workers on a virtual clock (table replays)    —
 =========== ============================================================ ==========================
+
+One :class:`Pool` subclass per backend, registered in :data:`POOLS`: a new backend is one class here.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import heapq
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
-BACKENDS = ("loky", "dask", "ray", "threading")
-#: backends whose tasks run outside the main process (safe to fork an evaluation process from)
-PROCESS_BACKENDS = ("loky", "dask", "ray")
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLIS_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -49,16 +50,28 @@ def cpu_count() -> int:
 class Pool:
     """Runs ``fn(*args)`` somewhere and returns a :class:`concurrent.futures.Future`.
 
-    ``capacity`` is how many evaluations may be in flight at once (the number of worker slots).
+    ``capacity`` is how many evaluations may be in flight at once (the number of worker slots). Every
+    backend's pool is built as ``cls(jobs, address, fresh=...)``.
     """
 
     name = ""
     capacity = 1
     #: whether tasks run in worker processes (not the main process)
     processes = True
+    #: whether ``address`` may name a running cluster
+    remote = False
+    #: whether time is virtual (:attr:`clock`): tasks run in the main process, inline fitness included
+    simulated = False
+    #: seconds on the virtual clock (``None``: real time)
+    clock: float | None = None
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
         raise NotImplementedError
+
+    def wait(self, futures: Collection[cf.Future], timeout: float | None = None) -> set[cf.Future]:
+        """Block until at least one of ``futures`` is done (or ``timeout``); returns the done ones."""
+        done, _ = cf.wait(list(futures), timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        return done
 
     def close(self, abandon: bool = False) -> None:
         """Release the workers; ``abandon`` drops work in flight (interrupted runs)."""
@@ -84,10 +97,12 @@ class InlinePool(Pool):
 
 
 class ThreadPool(Pool):
+    """``jobs`` threads of the main process."""
+
     name = "threading"
     processes = False
 
-    def __init__(self, jobs: int):
+    def __init__(self, jobs: int, address: str | None = None, *, fresh: bool = False):
         self.capacity = cpu_count() if jobs < 0 else max(1, jobs)
         self._executor = cf.ThreadPoolExecutor(max_workers=self.capacity, thread_name_prefix="evonas")
 
@@ -107,7 +122,7 @@ class LokyPool(Pool):
 
     name = "loky"
 
-    def __init__(self, jobs: int, fresh: bool = False):
+    def __init__(self, jobs: int, address: str | None = None, *, fresh: bool = False):
         self.capacity = cpu_count() if jobs < 0 else max(1, jobs)
         threads = str(max(1, cpu_count() // self.capacity))
         self._env = {v: os.environ.get(v, threads) for v in _THREAD_VARS}
@@ -144,8 +159,9 @@ class DaskPool(Pool):
     """
 
     name = "dask"
+    remote = True
 
-    def __init__(self, jobs: int, address: str | None = None, timeout: float = 30.0):
+    def __init__(self, jobs: int, address: str | None = None, *, fresh: bool = False, timeout: float = 30.0):
         try:
             import dask
             from distributed import Client, LocalCluster
@@ -200,8 +216,9 @@ class RayPool(Pool):
     """Evaluations as Ray tasks (one CPU each) on a local Ray instance or the cluster at ``address``."""
 
     name = "ray"
+    remote = True
 
-    def __init__(self, jobs: int, address: str | None = None):
+    def __init__(self, jobs: int, address: str | None = None, *, fresh: bool = False):
         try:
             import ray
         except ImportError:
@@ -227,17 +244,66 @@ class RayPool(Pool):
                 self._ray.shutdown()
 
 
+class SimulatedPool(Pool):
+    """``jobs`` virtual workers on a virtual clock: each task runs at once in the main process and is done
+    when its trial's ``elapsed_s`` (a table's training-time ``cost``) has passed on :attr:`clock`.
+
+    :meth:`wait` completes tasks in simulated-time order (ties: submission order), so an asynchronous search
+    over a table replays deterministically as if ``jobs`` workers trained the networks.
+    """
+
+    name = "simulated"
+    processes = False
+    simulated = True
+
+    def __init__(self, jobs: int, address: str | None = None, *, fresh: bool = False):
+        self.capacity = cpu_count() if jobs < 0 else max(1, jobs)
+        self.clock = 0.0
+        self._running: list[tuple[float, int, cf.Future, Any, BaseException | None]] = []
+        self._seq = 0
+
+    def submit(self, fn, *args):
+        if len(self._running) >= self.capacity:
+            raise RuntimeError("simulated pool: all virtual workers are busy")
+        result, error = None, None
+        try:
+            result = fn(*args)
+        except Exception as err:  # noqa: BLE001 - reported through the future like a worker's error
+            error = err
+        duration = float(result.elapsed_s) if error is None else 0.0
+        future: cf.Future = cf.Future()
+        heapq.heappush(self._running, (self.clock + max(0.0, duration), self._seq, future, result, error))
+        self._seq += 1
+        return future
+
+    def wait(self, futures, timeout=None):
+        if not self._running:
+            return set()
+        finish, _, future, result, error = heapq.heappop(self._running)
+        self.clock = max(self.clock, finish)
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+        return {future}
+
+    def describe(self) -> str:
+        return f"simulated ({self.capacity} virtual workers)"
+
+
+#: backend name -> its pool class
+POOLS: dict[str, type[Pool]] = {"loky": LokyPool, "dask": DaskPool, "ray": RayPool, "threading": ThreadPool,
+                                "simulated": SimulatedPool}
+BACKENDS = tuple(POOLS)
+#: backends whose tasks run outside the main process (safe to fork an evaluation process from)
+PROCESS_BACKENDS = tuple(name for name, cls in POOLS.items() if cls.processes)
+
+
 def open_pool(backend: str, jobs: int, address: str | None = None, *, fresh: bool = False) -> Pool:
     """A :class:`Pool` for ``backend`` with ``jobs`` workers (-1: all cores / all cluster slots)."""
-    if backend == "loky":
-        return LokyPool(jobs, fresh=fresh)
-    if backend == "dask":
-        return DaskPool(jobs, address)
-    if backend == "ray":
-        return RayPool(jobs, address)
-    if backend == "threading":
-        return ThreadPool(jobs)
-    raise BackendError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+    if backend not in POOLS:
+        raise BackendError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+    return POOLS[backend](jobs, address, fresh=fresh)
 
 
 def is_worker_death(err: BaseException) -> bool:
@@ -282,11 +348,9 @@ def joblib_backend(backend: str, jobs: int = -1, address: str | None = None) -> 
     register_joblib_backends()
     pool: Pool | None = None
     try:
-        if backend == "dask":
-            pool = DaskPool(jobs, address)
-        elif backend == "ray":
-            pool = RayPool(jobs, address)
-        elif backend not in BACKENDS:
+        if backend in POOLS and POOLS[backend].remote:
+            pool = open_pool(backend, jobs, address)
+        elif backend not in ("loky", "threading"):
             raise BackendError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
         n_jobs = pool.capacity if pool is not None else jobs
         with joblib.parallel_config(backend=backend, n_jobs=n_jobs):

@@ -1,4 +1,5 @@
-"""Benchmarking strategies on a NAS-Bench table: many seeded searches, anytime statistics."""
+"""Benchmarking strategies on a NAS-Bench table: many seeded searches through the ordinary :class:`Search`
+loop on the ``simulated`` backend (a virtual clock), and their anytime statistics."""
 
 from __future__ import annotations
 
@@ -34,29 +35,64 @@ class BenchRow:
     report: float
 
 
-def run_bench(table: str | Path, fitness: str, report: str, algos: Sequence[str], budget: int, seeds: int,
-              *, space: SearchSpace | str = "nb201", goal: str = "max", first_seed: int = 0,
-              params: dict[str, dict[str, Any]] | None = None,
-              make: Callable[..., Any] | None = None) -> list[BenchRow]:
-    """Run each algorithm with seeds ``first_seed .. first_seed + seeds - 1``; one row per evaluation.
+@dataclass
+class BenchRun:
+    """One seeded search of a benchmark: its rows, and its time on the ``simulated`` backend's clock."""
+
+    algo: str
+    seed: int
+    rows: list[BenchRow]
+    simulated_s: float
+
+    @property
+    def queries(self) -> int:
+        return len(self.rows)
+
+
+def replay(table: str | Path, fitness: str, report: str, algos: Sequence[str], budget: int, seeds: int,
+           *, space: SearchSpace | str = "nb201", goal: str = "max", first_seed: int = 0,
+           params: dict[str, dict[str, Any]] | None = None, make: Callable[..., Any] | None = None,
+           cost: str | float | None = None, jobs: int = 1, mode: str = "batch",
+           batch_size: int = 1) -> list[BenchRun]:
+    """Run each algorithm with seeds ``first_seed .. first_seed + seeds - 1`` through :class:`Search` on the
+    ``simulated`` backend: ``jobs`` virtual workers, each lookup taking ``cost`` seconds of virtual time (a
+    column of the table, or a number; ``None``: 1 s), ``mode`` ``"batch"`` (``batch_size`` proposals per
+    strategy update) or ``"async"`` (a new proposal whenever a virtual worker is free). Deterministic.
 
     ``make(algo, space, objectives, seed, **params)`` builds a strategy (default: the registry).
     """
     space = make_space(space) if isinstance(space, str) else space
     objective = Objective(fitness, goal)
-    table_fitness = TableFitness(table, [fitness, report])
+    table_fitness = TableFitness(table, [fitness, report], cost=1.0 if cost is None else cost)
     make = make or make_strategy
-    rows: list[BenchRow] = []
+    runs: list[BenchRun] = []
     for algo in algos:
         algo_params = {**DEFAULT_PARAMS.get(algo, {}), **(params or {}).get(algo, {})}
         for seed in range(first_seed, first_seed + seeds):
             strategy = make(algo, space, [objective], seed, **algo_params)
-            evaluator = Evaluator(table_fitness, space, seed=seed, required=[fitness, report])
-            result = Search(space, strategy, evaluator, [objective], budget=budget, seed=seed).run()
-            for t in result.trials:
-                rows.append(BenchRow(algo, seed, t.step + 1, t.arch, objective.value(t),
-                                     t.metrics.get(report, math.nan)))
-    return rows
+            evaluator = Evaluator(table_fitness, space, seed=seed, jobs=jobs, backend="simulated",
+                                  required=[fitness, report])
+            result = Search(space, strategy, evaluator, [objective], budget=budget, seed=seed, mode=mode,
+                            batch_size=batch_size).run()
+            rows = [BenchRow(algo, seed, t.step + 1, t.arch, objective.value(t), t.metrics.get(report, math.nan))
+                    for t in result.trials]
+            runs.append(BenchRun(algo, seed, rows, float(result.simulated_s or 0.0)))
+    return runs
+
+
+def bench_rows(runs: Sequence[BenchRun]) -> list[BenchRow]:
+    """The rows of every run, in run order."""
+    return [r for run in runs for r in run.rows]
+
+
+def clock_stats(runs: Sequence[BenchRun]) -> dict[str, dict[str, float]]:
+    """Per algorithm: median queries and median simulated seconds of a whole search (over seeds)."""
+    out: dict[str, dict[str, float]] = {}
+    for algo in dict.fromkeys(r.algo for r in runs):
+        mine = [r for r in runs if r.algo == algo]
+        out[algo] = {"queries": float(np.median([r.queries for r in mine])),
+                     "simulated_s": float(np.median([r.simulated_s for r in mine]))}
+    return out
 
 
 def write_bench_csv(path: str | Path, rows: Sequence[BenchRow]) -> Path:

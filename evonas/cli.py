@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from evonas import __version__
+from evonas._version import __version__
 from evonas.config import ConfigError, RunConfig, load_config
 
 EXIT_USAGE = 2
@@ -68,57 +68,104 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from evonas.bench import bench_stats, format_stats, run_bench, top_set, write_bench_csv
+    from evonas.bench import bench_rows, bench_stats, clock_stats, format_stats, replay, top_set, write_bench_csv
     from evonas.fitness.table import TableError, load_table
     from evonas.results import write_summary
 
     if args.budget < 1 or args.seeds < 1:
         raise UsageError(f"--budget = {args.budget}, --seeds = {args.seeds}: both must be >= 1")
+    if args.jobs < 1 or args.batch_size < 1:
+        raise UsageError(f"--jobs = {args.jobs}, --batch-size = {args.batch_size}: both must be >= 1")
     algos = [a for item in args.algo for a in item.split(",") if a]
+    cost = _cost(args.cost)
     try:
         table = load_table(args.table)
-        table.check_columns([args.fitness, args.report])
+        table.check_columns([args.fitness, args.report] + ([cost] if isinstance(cost, str) else []))
     except TableError as err:
         raise UsageError(f"--table = {args.table!r}: {err}") from None
     params = _bench_params(args, algos)
     start = time.perf_counter()
     try:
-        rows = run_bench(args.table, args.fitness, args.report, algos, args.budget, args.seeds,
-                         space=args.space, goal=args.goal, first_seed=args.first_seed, params=params)
+        runs = replay(args.table, args.fitness, args.report, algos, args.budget, args.seeds, space=args.space,
+                      goal=args.goal, first_seed=args.first_seed, params=params, cost=cost, jobs=args.jobs,
+                      mode=args.mode, batch_size=args.batch_size)
     except ValueError as err:
         raise UsageError(f"--algo = {','.join(algos)!r}: {err}") from None
+    rows = bench_rows(runs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_bench_csv(out / "bench.csv", rows)
     targets = top_set(table.archs, table.column(args.report), args.top, args.goal)
     stats = bench_stats(rows, targets, goal=args.goal)
+    clock = clock_stats(runs)
     label = f"top-{args.top * 100:g}%"
     print(format_stats(stats, args.report, label))
+    unit = f"{cost} per query" if isinstance(cost, str) else f"{1.0 if cost is None else cost:g} s per query"
+    print(f"simulated ({args.mode}, {args.jobs} virtual workers, {unit}): " +
+          ", ".join(f"{a} {c['queries']:.0f} queries in {c['simulated_s']:.6g} s" for a, c in clock.items())
+          + " (median per search)")
     write_summary(out / "summary.json", {
         "table": str(Path(args.table).resolve()), "fitness": args.fitness, "report": args.report,
         "goal": args.goal, "budget": args.budget, "seeds": args.seeds, "target": label,
+        "mode": args.mode, "jobs": args.jobs, "batch_size": args.batch_size, "cost": cost,
         "elapsed_s": round(time.perf_counter() - start, 3),
-        "algos": {a: {**s, "report_at": {str(q): v for q, v in s["report_at"].items()}}
+        "algos": {a: {**s, "report_at": {str(q): v for q, v in s["report_at"].items()}, **clock[a]}
                   for a, s in stats.items()}})
     return 0
 
 
+def _cost(text: str | None) -> str | float | None:
+    """``--cost``: a table column, or seconds per query."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    if not value >= 0:
+        raise UsageError(f"--cost = {text!r}: seconds must be >= 0")
+    return value
+
+
 def _bench_params(args: argparse.Namespace, algos: Sequence[str]) -> dict:
-    """Strategy parameters from bench options: ``--predictor`` for ``--algo meta``."""
-    predictor = getattr(args, "predictor", None)
-    if "meta" not in algos:
-        if predictor is not None:
-            raise UsageError(f"--predictor = {predictor!r}: only --algo meta uses a predictor")
-        return {}
-    if predictor is None:
-        raise UsageError("--algo meta: needs --predictor FILE (from `evonas meta train-predictor`)")
-    from evonas.strategies.meta import load_predictor
+    """Strategy parameters from bench options: the file parameters strategies declare (``path_params``,
+    e.g. ``--predictor`` of ``--algo meta``), resolved to absolute paths."""
+    import inspect
+
+    from evonas.strategies import strategy_class
 
     try:
-        load_predictor(predictor)
+        classes = {a: strategy_class(a) for a in algos}
     except ValueError as err:
-        raise UsageError(f"--predictor = {predictor!r}: {str(err).removeprefix('predictor: ')}") from None
-    return {"meta": {"predictor": str(Path(predictor).resolve())}}
+        raise UsageError(f"--algo = {','.join(algos)!r}: {err}") from None
+    params: dict[str, dict] = {}
+    for name in _path_params():
+        value = getattr(args, name, None)
+        users = [a for a, cls in classes.items() if name in cls.path_params]
+        if value is not None and not users:
+            takers = sorted(a for a, cls in _strategy_classes().items() if name in cls.path_params)
+            raise UsageError(f"--{name} = {value!r}: only --algo {' / '.join(takers)} uses it")
+        for algo in users:
+            default = inspect.signature(classes[algo].__init__).parameters[name].default
+            if value is None:
+                if default is None:
+                    raise UsageError(f"--algo {algo}: needs --{name} FILE")
+                continue
+            if not Path(value).is_file():
+                raise UsageError(f"--{name} = {value!r}: file not found")
+            params.setdefault(algo, {})[name] = str(Path(value).resolve())
+    return params
+
+
+def _strategy_classes() -> dict:
+    from evonas.strategies import STRATEGIES
+
+    return STRATEGIES
+
+
+def _path_params() -> list[str]:
+    """Every file parameter a registered strategy declares (each becomes an ``evonas bench`` option)."""
+    return sorted({p for cls in _strategy_classes().values() for p in cls.path_params})
 
 
 def _space_config(path: str):
@@ -215,7 +262,7 @@ def _configure_logging(level: str) -> None:
 
 
 def _cmd_meta_train_init(args: argparse.Namespace) -> int:
-    from evonas.warmstart import meta_train_config
+    from evonas.fitness.train import meta_train_config
 
     cfg = load_config(args.config)
     if args.steps is not None and args.steps < 1:
@@ -313,7 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--goal", choices=("max", "min"), default="max")
     bench.add_argument("--top", type=float, default=0.001, help="target fraction of the table (0.001: top-0.1%%)")
     bench.add_argument("--out", default="bench", help="output directory")
-    bench.add_argument("--predictor", help="meta-trained predictor for --algo meta (evonas meta train-predictor)")
+    bench.add_argument("--cost", help="virtual seconds per query: a table column (a training-time column) or a "
+                                      "number (default 1)")
+    bench.add_argument("--jobs", type=int, default=1, help="virtual workers of the simulated backend")
+    bench.add_argument("--mode", choices=("batch", "async"), default="batch",
+                       help="batch, or async (a new proposal whenever a virtual worker is free)")
+    bench.add_argument("--batch-size", dest="batch_size", type=int, default=1, help="proposals per strategy update")
+    for name in _path_params():
+        bench.add_argument(f"--{name}", help=f"file for the strategies that take {name!r}")
     bench.set_defaults(func=_cmd_bench)
 
     space = sub.add_parser("space", help="inspect a config's search space")

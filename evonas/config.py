@@ -9,23 +9,23 @@ from __future__ import annotations
 import difflib
 import inspect
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evonas.fitness import CallableFitness, TableError, TableFitness
+import evonas.fitness  # noqa: F401  (registers the fitness kinds and their config sections)
+from evonas.backends import BACKENDS, POOLS, PROCESS_BACKENDS
+from evonas.registry import (EXTRA_SECTIONS, FITNESS_KINDS, REQUIRED, ConfigError, check_keys, config_section,
+                             fitness_kind, show)
 from evonas.spaces import SPACES, SearchSpace, make_space
-from evonas.strategies import STRATEGIES, Strategy, make_strategy
+from evonas.strategies import STRATEGIES, Strategy, make_strategy, strategy_class
 from evonas.trial import GOALS, Objective
 
+__all__ = ["ConfigError", "RunConfig", "load_config", "parse_config", "check_search", "REQUIRED", "FITNESS_KINDS",
+           "EXTRA_SECTIONS", "fitness_kind", "config_section"]
 
-class ConfigError(ValueError):
-    """A config that cannot run; the message is one line naming file, key and value."""
-
-
-#: section -> key -> (accepted types, default; ``REQUIRED`` when it must be given)
-REQUIRED = object()
+#: key -> (accepted types, default; ``REQUIRED`` when it must be given)
 _SEARCH_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     "budget": ((int,), 100),
     "seed": ((int,), 0),
@@ -48,22 +48,6 @@ _FITNESS_COMMON: dict[str, tuple[tuple[type, ...], Any]] = {
     "objectives": ((list, str), REQUIRED),
     "report": ((list, str), []),
 }
-#: fitness kind -> its own keys (besides the common ones) and a builder
-FITNESS_KINDS: dict[str, tuple[dict[str, tuple[tuple[type, ...], Any]], Callable[..., Any]]] = {}
-#: sections that other parts of evonas read (each validated by its owner)
-EXTRA_SECTIONS: dict[str, Callable[[Mapping[str, Any], "RunConfig"], Any]] = {}
-
-
-def fitness_kind(name: str, keys: dict[str, tuple[tuple[type, ...], Any]]):
-    """Register a fitness kind: ``builder(cfg: RunConfig, section: dict) -> Fitness``."""
-
-    def register(builder: Callable[..., Any]) -> Callable[..., Any]:
-        FITNESS_KINDS[name] = (keys, builder)
-        return builder
-
-    return register
-
-
 @dataclass
 class RunConfig:
     """A validated genome config."""
@@ -95,6 +79,12 @@ class RunConfig:
         """A :class:`ConfigError` naming this file, ``[section] key`` and ``value``."""
         return ConfigError(f"{self.where()}: [{section}] {key} = {_show(value)}: {reason}")
 
+    def section(self, name: str) -> Any:
+        """The validated value of the registered section ``[name]`` (its defaults when the file omits it)."""
+        if name not in self.extra:
+            self.extra[name] = EXTRA_SECTIONS[name](self.raw.get(name, {}), self)
+        return self.extra[name]
+
     def resolve(self, path: str | Path) -> Path:
         """A path from the config, relative to the config's folder."""
         p = Path(path).expanduser()
@@ -111,9 +101,10 @@ class RunConfig:
 
     def build_strategy(self, space: SearchSpace) -> Strategy:
         params = {k: v for k, v in self.strategy.items() if k != "name"}
-        if self.strategy["name"] == "meta" and isinstance(params.get("predictor"), str):
-            params["predictor"] = str(self.resolve(params["predictor"]))  # relative to the config file
         try:
+            for key in strategy_class(self.strategy["name"]).path_params:
+                if isinstance(params.get(key), str):
+                    params[key] = str(self.resolve(params[key]))  # file paths are relative to the config file
             return make_strategy(self.strategy["name"], space, self.objectives, self.search["seed"], **params)
         except ValueError as err:
             key, value = _blame(str(err), params, "name", self.strategy["name"])
@@ -128,9 +119,8 @@ class RunConfig:
         return list(dict.fromkeys([o.metric for o in self.objectives] + self.report))
 
 
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+_show = show
+_check_keys = check_keys
 
 
 def _as_list(value: Any) -> list:
@@ -141,30 +131,6 @@ def _blame(message: str, params: Mapping[str, Any], default_key: str, default_va
     """The parameter a constructor's ``"key: reason"`` message is about."""
     key = message.split(":", 1)[0].strip()
     return (key, params[key]) if key in params else (default_key, default_value)
-
-
-def _check_keys(where: str, section: str, data: Mapping[str, Any],
-                schema: Mapping[str, tuple[tuple[type, ...], Any]]) -> dict[str, Any]:
-    """Validate ``data`` against ``schema``; returns it with defaults filled in."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in schema:
-            close = difflib.get_close_matches(key, list(schema), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(schema))}"
-            raise ConfigError(f"{where}: [{section}] {key} = {_show(value)}: unknown key{hint}")
-        types, _ = schema[key]
-        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
-            names = " or ".join("a list" if t is list else {int: "an integer", str: "a string", float: "a number",
-                                                            bool: "true/false", dict: "a table"}[t]
-                                for t in types)
-            raise ConfigError(f"{where}: [{section}] {key} = {_show(value)}: expected {names}")
-        out[key] = value
-    for key, (_, default) in schema.items():
-        if key not in out:
-            if default is REQUIRED:
-                raise ConfigError(f"{where}: [{section}] {key}: missing (required)")
-            out[key] = default
-    return out
 
 
 def _check_params(where: str, section: str, name: str, registry: Mapping[str, type],
@@ -240,7 +206,6 @@ def _check_objectives(where: str, fitness: Mapping[str, Any]) -> None:
 def check_search(where: str, search: Mapping[str, Any]) -> None:
     """Values of the [search] keys for running (backend, mode, failures, cache); also used for command-line
     overrides."""
-    from evonas.backends import BACKENDS, PROCESS_BACKENDS
     from evonas.search import MODES
 
     def bad(key: str, reason: str) -> ConfigError:
@@ -254,8 +219,9 @@ def check_search(where: str, search: Mapping[str, Any]) -> None:
         raise bad("seed", "must be >= 0")
     if search["mode"] not in MODES:
         raise bad("mode", f"expected one of {', '.join(map(repr, MODES))}")
-    if search["address"] and search["backend"] not in ("dask", "ray"):
-        raise bad("address", f"a scheduler address needs backend 'dask' or 'ray', not {search['backend']!r}")
+    if search["address"] and not POOLS[search["backend"]].remote:
+        remote = " or ".join(repr(n) for n, cls in POOLS.items() if cls.remote)
+        raise bad("address", f"a scheduler address needs backend {remote}, not {search['backend']!r}")
     for key in ("time_limit", "retries", "max_consecutive_failures"):
         if search[key] < 0:
             raise bad(key, "must be >= 0 (0: " + ("no limit)" if key != "retries" else "no retry)"))
@@ -331,30 +297,3 @@ def load_config(path: str | Path) -> RunConfig:
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: TOML syntax error: {err}") from None
     return parse_config(data, path)
-
-
-# --- built-in fitness kinds ----------------------------------------------------------------------------
-@fitness_kind("table", {"table": ((str,), REQUIRED), "arch_column": ((str,), "arch"), "cost": ((str,), "")})
-def _table_fitness(cfg: RunConfig, section: Mapping[str, Any], space: SearchSpace) -> TableFitness:
-    columns = cfg.metric_columns() + ([section["cost"]] if section.get("cost") else [])
-    path = cfg.resolve(section["table"])
-    try:
-        return TableFitness(path, columns, arch_column=section.get("arch_column", "arch"))
-    except TableError as err:
-        key = "table" if "not found" in str(err) or "is empty" in str(err) else "objectives/report"
-        value = section["table"] if key == "table" else columns
-        if f"no {section.get('arch_column', 'arch')!r} column" in str(err):
-            key, value = "arch_column", section.get("arch_column", "arch")
-        raise cfg.error("fitness", key, value, str(err)) from None
-
-
-@fitness_kind("callable", {"function": ((str,), REQUIRED), "params": ((dict,), {})})
-def _callable_fitness(cfg: RunConfig, section: Mapping[str, Any], space: SearchSpace) -> CallableFitness:
-    try:
-        return CallableFitness(section["function"], section.get("params", {}), base_dir=cfg.base_dir)
-    except ValueError as err:
-        raise cfg.error("fitness", "function", section["function"], str(err)) from None
-
-
-# --- fitness kinds and sections owned by other modules (imported last: they register through this module) ---
-from evonas import training as _training  # noqa: E402,F401  ('train' kind; [data], [training], [warm_start])

@@ -22,14 +22,14 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from evonas.backends import BACKENDS, PROCESS_BACKENDS, InlinePool, Pool, is_worker_death, open_pool
-from evonas.fitness.base import Architecture, EvalContext, EvalResult, Fitness, as_result
+from evonas.backends import BACKENDS, POOLS, PROCESS_BACKENDS, InlinePool, Pool, is_worker_death, open_pool
+from evonas.fitness.base import Architecture, EvalContext, EvalResult, Fitness, as_fitness, as_result
 from evonas.spaces.base import SearchSpace
 from evonas.trial import Trial
 
@@ -74,9 +74,9 @@ def evaluate_one(fitness: Fitness, space: SearchSpace, cand: Candidate, ctx: Eva
         result = as_result(fitness(Architecture(cand.arch, graph, space.name), ctx), required)
     except Exception as err:  # noqa: BLE001 - a bad individual must not stop the search
         result = EvalResult.failed(error_text(err))
+    elapsed = result.elapsed_s if result.elapsed_s is not None else time.perf_counter() - start
     return Trial(step=cand.key, arch=cand.arch, canonical_hash=cand.canonical_hash, metrics=result.metrics,
-                 status=result.status, error=result.error, seed=ctx.seed,
-                 elapsed_s=time.perf_counter() - start, worker=worker_id())
+                 status=result.status, error=result.error, seed=ctx.seed, elapsed_s=elapsed, worker=worker_id())
 
 
 def release_gpu_memory() -> None:
@@ -244,7 +244,7 @@ class Evaluator:
     Use as a context manager (or call :meth:`close`) to release the workers.
     """
 
-    def __init__(self, fitness: Fitness, space: SearchSpace, *, seed: int = 0, jobs: int = 1,
+    def __init__(self, fitness: Fitness | Callable[..., Any], space: SearchSpace, *, seed: int = 0, jobs: int = 1,
                  backend: str = "loky", budget: Mapping[str, Any] | None = None, device: str | None = None,
                  required: Sequence[str] = (), address: str | None = None, time_limit: float = 0.0,
                  retries: int = 0, isolate: bool | None = None):
@@ -256,7 +256,7 @@ class Evaluator:
             raise ValueError(f"retries: must be >= 0, got {retries}")
         if time_limit < 0:
             raise ValueError(f"time_limit: must be >= 0 seconds (0: none), got {time_limit}")
-        self.fitness = fitness
+        self.fitness = as_fitness(fitness)
         self.space = space
         self.seed = int(seed)
         self.jobs = int(jobs)
@@ -267,12 +267,12 @@ class Evaluator:
         self.required = tuple(required)
         self.time_limit = float(time_limit)
         self.retries = int(retries)
-        self.inline = bool(getattr(fitness, "inline", False))
+        self.inline = bool(self.fitness.inline)
         if self.inline:
             isolate = False
         elif isolate is None:
             isolate = backend in PROCESS_BACKENDS and (bool(self.time_limit) or self.jobs != 1
-                                                       or backend in ("dask", "ray"))
+                                                       or POOLS[backend].remote)
         if isolate and backend not in PROCESS_BACKENDS:
             raise ValueError(f"isolate: backend {backend!r} runs evaluations in the main process; isolation "
                              f"needs worker processes ({', '.join(PROCESS_BACKENDS)})")
@@ -287,6 +287,8 @@ class Evaluator:
         self._futures: dict[cf.Future, tuple[Candidate, int]] = {}
         self._queue: deque[tuple[Candidate, int]] = deque()
         self._ready: deque[Trial] = deque()
+        #: seconds on the virtual clock of the ``simulated`` backend when it last closed (``None``: real time)
+        self.simulated_s: float | None = None
 
     def context(self, cand: Candidate) -> EvalContext:
         """The evaluation context of ``cand``."""
@@ -298,7 +300,9 @@ class Evaluator:
         """Start the workers (a no-op when they run)."""
         global _loky_ran_fitness
         if self._pool is None:
-            if self.inline or (self.jobs == 1 and not self.isolate and self.backend in ("loky", "threading")):
+            if POOLS[self.backend].simulated:
+                self._pool = open_pool(self.backend, self.jobs)
+            elif self.inline or (self.jobs == 1 and not self.isolate and self.backend in ("loky", "threading")):
                 self._pool = InlinePool()
             else:
                 fresh = self.backend == "loky" and self.isolate and _loky_ran_fitness
@@ -311,6 +315,7 @@ class Evaluator:
     def close(self, abandon: bool = False) -> None:
         """Release the workers; ``abandon`` drops evaluations in flight."""
         if self._pool is not None:
+            self.simulated_s = self._pool.clock
             for fut in self._futures:
                 fut.cancel()
             self._pool.close(abandon=abandon or bool(self._futures))
@@ -343,16 +348,12 @@ class Evaluator:
 
     # --- fitness hooks (main process) -------------------------------------------------------------------
     def before(self, candidates: Sequence[Candidate]) -> None:
-        """The fitness's ``before_batch(candidates)`` hook, if any (main process, before dispatch)."""
-        hook = getattr(self.fitness, "before_batch", None)
-        if callable(hook):
-            hook(candidates)
+        """The fitness's :meth:`~evonas.fitness.Fitness.before_batch` hook (main process, before dispatch)."""
+        self.fitness.before_batch(candidates)
 
     def after(self, candidates: Sequence[Candidate], trials: Sequence[Trial]) -> None:
-        """The fitness's ``after_batch(candidates, trials)`` hook, if any (main process)."""
-        hook = getattr(self.fitness, "after_batch", None)
-        if callable(hook):
-            hook(candidates, trials)
+        """The fitness's :meth:`~evonas.fitness.Fitness.after_batch` hook (main process)."""
+        self.fitness.after_batch(candidates, trials)
 
     # --- one at a time (asynchronous use) ---------------------------------------------------------------
     @property
@@ -397,7 +398,7 @@ class Evaluator:
             if not self._futures:
                 break
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            done, _ = cf.wait(list(self._futures), timeout=left, return_when=cf.FIRST_COMPLETED)
+            done = self._pool.wait(list(self._futures), timeout=left)
             if not done:
                 break
             for fut in sorted(done, key=lambda f: self._futures[f][0].key):
@@ -437,8 +438,8 @@ class Evaluator:
     def evaluate(self, candidates: Sequence[Candidate]) -> list[Trial]:
         """Trials for ``candidates``, in the same order.
 
-        A fitness may define ``before_batch(candidates)`` and ``after_batch(candidates, trials)``: both run
-        in this (main) process, around the batch (the warm-start initializer of :mod:`evonas.training`).
+        The fitness's ``before_batch(candidates)`` and ``after_batch(candidates, trials)`` hooks run in this
+        (main) process, around the batch (the warm-start initializer of :mod:`evonas.fitness.train`).
         """
         opened = self._pool is None
         try:
@@ -448,5 +449,5 @@ class Evaluator:
             self.after(candidates, trials)
             return trials
         finally:
-            if opened and self.backend in ("dask", "ray"):
+            if opened and POOLS[self.backend].remote:
                 self.close()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import pprint
 import textwrap
 import warnings
@@ -225,11 +224,10 @@ def network(chosen: Chosen, *, config: str | Path | None = None, in_channels: in
                     "(NAS-Bench-201 skeleton, C=16, N=5, %d input channels, %d classes)",
                     cfg.fitness.get("kind") if cfg else "?", build["in_channels"], build["num_classes"])
         return Network(model.eval(), build, (build["in_channels"], 32, 32), "")
-    from evonas.training import (import_ops_modules, short_train, validate_data, validate_training,
-                                 worker_threads)
+    from evonas.training import import_ops_modules, short_train, worker_threads
 
-    data_spec = cfg.extra.get("data") or validate_data(cfg.raw.get("data", {}), cfg)
-    settings = cfg.extra.get("training") or validate_training(cfg.raw.get("training", {}), cfg)
+    data_spec = cfg.section("data")
+    settings = cfg.section("training")
     import_ops_modules(settings.ops_modules, cfg.base_dir)
     ops_modules = [str((cfg.base_dir / m).resolve()) if m.endswith(".py") else m for m in settings.ops_modules]
     from evonas.data import load_dataset
@@ -246,11 +244,11 @@ def network(chosen: Chosen, *, config: str | Path | None = None, in_channels: in
         net = Network(model.eval(), build, data.input_shape, "run", ops_modules, data_fields, recorded)
     else:
         fitness = cfg.build_fitness(chosen.space)
-        warm = getattr(fitness, "warm", None)
-        if warm is not None and getattr(warm, "online", False):
+        warm = fitness.warm
+        if warm is not None and warm.online:
             log.warning("online warm start: retraining starts from the first initializer snapshot, not the one "
                         "evaluation %d started from, so the metrics will differ from the run's", chosen.step)
-        init = fitness._initializer() if warm is not None else None
+        init = fitness.initializer()
         torch.set_num_threads(worker_threads(settings.threads, cfg.search.get("jobs", 1)))
         log.info("retraining %s with seed %d (the run kept no weights for evaluation %d)", chosen.arch,
                  chosen.seed, chosen.step)
@@ -516,38 +514,19 @@ class BestWeights:
 def keep_best_weights(search, out: str | Path) -> BestWeights | None:
     """Make ``search`` keep the best individual's trained weights in ``out/weights/`` (for ``evonas export``).
 
-    Works with a fitness that has a ``weights_dir`` attribute (the ``train`` kind): workers save each
-    trained network there, and a callback keeps the best one. Returns the callback, or ``None`` when the
-    fitness trains nothing.
+    Works with a fitness whose :meth:`~evonas.fitness.Fitness.keep_weights` accepts the folder (the
+    ``train`` kind): workers save each trained network there, and a callback keeps the best one. Returns the
+    callback, or ``None`` when the fitness trains nothing.
     """
-    fitness = search.evaluator.fitness
-    if not hasattr(fitness, "weights_dir"):
-        return None
     directory = Path(out) / WEIGHTS_DIR
+    if not search.evaluator.fitness.keep_weights(directory):
+        return None
     directory.mkdir(parents=True, exist_ok=True)
-    fitness.weights_dir = str(directory.resolve())
     keeper = BestWeights(directory, search.objectives[0], search.store.trials())
     search.callbacks.append(keeper)
     return keeper
 
 
-def save_weights(model, directory: str | Path, key: int) -> Path | None:
-    """Write ``model``'s state dict to ``directory/step-KEY.pt`` atomically (worker side). A worker that
-    cannot write there (e.g. a cluster node without the run's file system) logs a warning and goes on:
-    the export then retrains."""
-    import torch
-
-    path = Path(directory) / f"step-{key}.pt"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-        os.replace(tmp, path)
-    except OSError as err:
-        log.warning("cannot keep the weights of evaluation %d in %s: %s", key, directory, err)
-        return None
-    return path
-
-
 __all__ = ["FORMATS", "ExportError", "export", "choose", "arch_document", "read_arch", "network", "measure",
-           "write_arch", "write_torch", "write_onnx", "check_onnx", "keep_best_weights", "save_weights",
+           "write_arch", "write_torch", "write_onnx", "check_onnx", "keep_best_weights",
            "BestWeights", "weights_path"]

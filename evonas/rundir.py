@@ -64,9 +64,9 @@ def fitness_identity(cfg: RunConfig, fitness: Any = None) -> str:
     for section, value in snap.items():
         if section not in CORE_SECTIONS:
             parts[section] = value
-    own = getattr(fitness, "identity", None)
-    if callable(own):
-        parts["own"] = own()
+    own = fitness.identity() if fitness is not None else None
+    if own is not None:
+        parts["own"] = own
     return f"{cfg.fitness['kind']}-{_digest(parts)}"
 
 
@@ -191,7 +191,7 @@ def open_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, force: bo
             begin = {"resumes": resumes, "status": "running", "updated_at": now,
                      **({"config": snapshot, "identity": identity} if changes else {})}
         else:
-            from evonas import __version__
+            from evonas._version import __version__
 
             text = cfg.path.read_text() if cfg.path and cfg.path.is_file() else ""
             begin = {"evonas_version": __version__, "created_at": now, "updated_at": now,

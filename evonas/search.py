@@ -52,6 +52,8 @@ class SearchResult:
     message: str = ""
     resumed_from: int = 0
     cache_hits: int = 0
+    #: seconds on the virtual clock of the ``simulated`` backend (``None``: evaluations ran in real time)
+    simulated_s: float | None = None
 
     @property
     def best(self) -> Trial | None:
@@ -78,7 +80,7 @@ class Search:
     The same loop serves table benchmarks and real training: only the evaluator's fitness differs.
     ``callbacks`` are called with the new trials after each batch (each completion in ``"async"`` mode).
     ``max_consecutive_failures`` (0: no limit) stops the search when that many evaluations in a row
-    failed. ``cache`` (an object with ``cache_get``/``cache_put``, e.g. a :class:`SQLiteStore`) with a
+    failed. ``cache`` (a :class:`Store`, e.g. a :class:`SQLiteStore` shared across runs) with a
     ``fitness_id`` reuses results of architectures with the same canonical hash under the same fitness.
     """
 
@@ -86,7 +88,7 @@ class Search:
                  objectives: Sequence[Objective], *, budget: int, batch_size: int = 1,
                  report: Sequence[str] = (), store: Store | None = None, seed: int = 0,
                  progress: bool = False, callbacks: Sequence[Callable[[list[Trial]], None]] = (),
-                 mode: str = "batch", max_consecutive_failures: int = 0, cache: Any = None,
+                 mode: str = "batch", max_consecutive_failures: int = 0, cache: Store | None = None,
                  fitness_id: str = ""):
         if budget < 1:
             raise ValueError(f"budget: must be >= 1, got {budget}")
@@ -130,9 +132,9 @@ class Search:
         state = {"version": STATE_VERSION, "mode": self.mode, "strategy": self.strategy.state_dict(),
                  "pending": [d.to_dict() for d, _ in self.pending.values()], "next_key": self.next_key,
                  "consecutive_failures": self.consecutive_failures, "cache_hits": self.cache_hits}
-        fitness_state = getattr(self.evaluator.fitness, "state_dict", None)
-        if callable(fitness_state):
-            state["fitness"] = fitness_state()
+        fitness_state = self.evaluator.fitness.state_dict()
+        if fitness_state:
+            state["fitness"] = fitness_state
         return state
 
     def _checkpoint(self, dispatches: Sequence[Dispatch] = ()) -> None:
@@ -163,24 +165,19 @@ class Search:
             self.next_key = self.n_told
             return
         self.strategy.load_state_dict(state["strategy"])
-        fitness_load = getattr(self.evaluator.fitness, "load_state_dict", None)
-        if "fitness" in state and callable(fitness_load):
-            fitness_load(state["fitness"])
+        if "fitness" in state:
+            self.evaluator.fitness.load_state_dict(state["fitness"])
         self.next_key = int(state["next_key"])
         self.consecutive_failures = int(state.get("consecutive_failures", 0))
         self.cache_hits = int(state.get("cache_hits", 0))
         for item in state["pending"]:
             d = Dispatch.from_dict(item)
             self.pending[d.key] = (d, make_genome(d.genes))
-        trial_of = getattr(self.store, "trial", None)
-        completed = {t.step: t for t in self.store.trials()} if not callable(trial_of) else None
         for key in self.pending:
-            t = trial_of(key) if callable(trial_of) else completed.get(key)
+            t = self.store.trial(key)
             if t is not None:
                 self.done[key] = t
-        discard = getattr(self.store, "discard_from", None)
-        if callable(discard):  # nothing beyond the checkpoint can be valid (defensive)
-            discard(self.next_key)
+        self.store.discard_from(self.next_key)  # nothing beyond the checkpoint can be valid (defensive)
 
     # --- the loop ---------------------------------------------------------------------------------------
     def run(self) -> SearchResult:
@@ -211,7 +208,8 @@ class Search:
                     self._bar = None
         return SearchResult(self.store.trials(), self.objectives, self.report, self.seed,
                             time.perf_counter() - start, status=status, message=message,
-                            resumed_from=resumed_from, cache_hits=self.cache_hits)
+                            resumed_from=resumed_from, cache_hits=self.cache_hits,
+                            simulated_s=self.evaluator.simulated_s)
 
     def _ask(self, n: int) -> list[Dispatch]:
         genomes = self.strategy.ask(n)
@@ -285,7 +283,7 @@ class Search:
         self.store.add_trials([trial])
         self.done[trial.step] = trial
         if self.mode == "async" and self.cache is not None:
-            self.cache.cache_put(self.fitness_id, [trial], source=str(getattr(self.store, "path", "")))
+            self.cache.cache_put(self.fitness_id, [trial], source=self._source())
 
     def _tell(self, genomes: list[Genome], trials: list[Trial]) -> None:
         self.strategy.tell(genomes, trials)
@@ -294,7 +292,7 @@ class Search:
             self.done.pop(t.step, None)
         self.n_told += len(trials)
         if self.mode == "batch" and self.cache is not None:  # after the batch: reproducible lookups
-            self.cache.cache_put(self.fitness_id, trials, source=str(getattr(self.store, "path", "")))
+            self.cache.cache_put(self.fitness_id, trials, source=self._source())
         for callback in self.callbacks:
             callback(trials)
         if self._bar is not None:
@@ -306,6 +304,9 @@ class Search:
                 raise _Abort(f"stopped after {self.consecutive_failures} consecutive failed evaluations "
                              f"(max_consecutive_failures = {self.max_consecutive_failures}); last error: "
                              f"{t.error}")
+
+    def _source(self) -> str:
+        return str(self.store.path) if self.store.path is not None else ""
 
     def _cached(self, cand: Candidate) -> Trial | None:
         if self.cache is None:

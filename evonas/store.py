@@ -57,10 +57,17 @@ class Dispatch:
 
 
 class Store(ABC):
-    """Record of a run: metadata, every trial as it completes, and the search's latest state."""
+    """Record of a run: metadata, every trial as it completes, the search's latest state, and a cache of
+    results by (fitness identity, canonical hash).
+
+    The whole contract :class:`evonas.search.Search` uses is declared here; :class:`MemoryStore` and
+    :class:`SQLiteStore` implement all of it.
+    """
 
     #: whether the search should hand over its state (stores that can resume)
     durable: bool = True
+    #: the file this store lives in (``None``: in memory); cached results name it as their source
+    path: Path | None = None
 
     @abstractmethod
     def set_meta(self, meta: dict[str, Any]) -> None:
@@ -79,6 +86,14 @@ class Store(ABC):
         """All completed trials, ordered by step."""
 
     @abstractmethod
+    def trial(self, key: int) -> Trial | None:
+        """The completed trial of evaluation ``key``, if any."""
+
+    @abstractmethod
+    def discard_from(self, key: int) -> int:
+        """Delete evaluations with key >= ``key`` (a resumed run redoes them); returns how many."""
+
+    @abstractmethod
     def save_state(self, n_trials: int, state: dict[str, Any]) -> None:
         """Save the search state reached after ``n_trials`` trials were told to the strategy."""
 
@@ -86,9 +101,17 @@ class Store(ABC):
     def load_state(self) -> tuple[int, dict[str, Any]] | None:
         """The latest ``(n_trials, state)``, or ``None``."""
 
-    # optional hooks (durable stores override them)
+    @abstractmethod
+    def cache_get(self, fitness_id: str, canonical_hash: str) -> tuple[dict[str, float], float] | None:
+        """``(metrics, elapsed_s)`` of a successful evaluation of this architecture under this fitness."""
+
+    @abstractmethod
+    def cache_put(self, fitness_id: str, trials: Iterable[Trial], source: str = "") -> None:
+        """Remember the successful, not-cached ``trials`` under ``fitness_id`` (first result kept)."""
+
     def record_dispatch(self, dispatches: Sequence[Dispatch], seeds: Sequence[int] = ()) -> None:
-        """Note evaluations sent to workers (in flight until :meth:`add_trials` records them)."""
+        """Note evaluations sent to workers (in flight until :meth:`add_trials` records them); a no-op for
+        stores that do not track them."""
 
     def checkpoint(self, n_trials: int, state: dict[str, Any], dispatches: Sequence[Dispatch] = (),
                    seeds: Sequence[int] = ()) -> None:
@@ -110,6 +133,7 @@ class MemoryStore(Store):
         self._meta: dict[str, Any] = {}
         self._trials: list[Trial] = []
         self._state: tuple[int, dict[str, Any]] | None = None
+        self._cache: dict[tuple[str, str], tuple[dict[str, float], float]] = {}
 
     def set_meta(self, meta: dict[str, Any]) -> None:
         self._meta.update(meta)
@@ -125,11 +149,29 @@ class MemoryStore(Store):
     def trials(self) -> list[Trial]:
         return list(self._trials)
 
+    def trial(self, key: int) -> Trial | None:
+        return next((t for t in reversed(self._trials) if t.step == key), None)
+
+    def discard_from(self, key: int) -> int:
+        kept = [t for t in self._trials if t.step < key]
+        n = len(self._trials) - len(kept)
+        self._trials = kept
+        return n
+
     def save_state(self, n_trials: int, state: dict[str, Any]) -> None:
         self._state = (n_trials, state)
 
     def load_state(self) -> tuple[int, dict[str, Any]] | None:
         return self._state
+
+    def cache_get(self, fitness_id: str, canonical_hash: str) -> tuple[dict[str, float], float] | None:
+        hit = self._cache.get((fitness_id, canonical_hash))
+        return (dict(hit[0]), hit[1]) if hit else None
+
+    def cache_put(self, fitness_id: str, trials: Iterable[Trial], source: str = "") -> None:
+        for t in trials:
+            if t.ok and not t.cached:
+                self._cache.setdefault((fitness_id, t.canonical_hash), (dict(t.metrics), t.elapsed_s))
 
 
 class StoreError(RuntimeError):
@@ -314,7 +356,6 @@ class SQLiteStore(Store):
         return [_trial(r) for r in rows]
 
     def trial(self, key: int) -> Trial | None:
-        """The completed trial of evaluation ``key``, if any."""
         row = self._conn.execute(f"SELECT {self._TRIAL_COLUMNS} FROM evaluations WHERE key = ? AND status != ?",
                                  (key, RUNNING)).fetchone()
         return _trial(row) if row else None
@@ -335,7 +376,6 @@ class SQLiteStore(Store):
         return [dict(zip(names, r)) for r in cur]
 
     def discard_from(self, key: int) -> int:
-        """Delete evaluations with key >= ``key`` (a resumed run that will redo them); returns the count."""
         with self._tx():
             return self._conn.execute("DELETE FROM evaluations WHERE key >= ?", (key,)).rowcount
 
@@ -362,13 +402,11 @@ class SQLiteStore(Store):
 
     # --- cache ------------------------------------------------------------------------------------------
     def cache_get(self, fitness_id: str, canonical_hash: str) -> tuple[dict[str, float], float] | None:
-        """``(metrics, elapsed_s)`` of a successful evaluation of this architecture under this fitness."""
         row = self._conn.execute("SELECT metrics, elapsed_s FROM cache WHERE fitness_id = ? AND canonical_hash = ?",
                                  (fitness_id, canonical_hash)).fetchone()
         return (json.loads(row[0]), float(row[1] or 0.0)) if row else None
 
     def cache_put(self, fitness_id: str, trials: Iterable[Trial], source: str = "") -> None:
-        """Remember the successful, not-cached ``trials`` under ``fitness_id`` (first result kept)."""
         rows = [(fitness_id, t.canonical_hash, _dumps(t.metrics), t.elapsed_s, source, time.time())
                 for t in trials if t.ok and not t.cached]
         if rows:

@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from evonas.config import EXTRA_SECTIONS, RunConfig
 from evonas.data import DataSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -314,78 +313,5 @@ def prepare_initializer(warm: WarmStartSettings, data: DataSpec, settings, *, sp
     return init
 
 
-def meta_train_config(cfg: RunConfig, *, steps: int | None = None, seed: int | None = None,
-                      progress: bool = False) -> tuple[Initializer, float]:
-    """Meta-train the initializer a ``train`` config describes (``evonas meta train-init``): its space,
-    ``[data]``, ``[training]`` and ``[warm_start]`` (its ``init`` is ignored: training starts afresh).
-    Returns the initializer and the seconds it took."""
-    import time
-
-    import torch
-
-    from evonas.training import validate_data, validate_training, worker_threads
-
-    if cfg.fitness.get("kind") != "train":
-        raise cfg.error("fitness", "kind", cfg.fitness.get("kind"),
-                        "meta train-init needs a config that trains networks (kind = \"train\")")
-    space = cfg.build_space()
-    data = cfg.extra.get("data") or validate_data(cfg.raw.get("data", {}), cfg)
-    settings = cfg.extra.get("training") or validate_training(cfg.raw.get("training", {}), cfg)
-    warm = cfg.extra.get("warm_start") or WarmStartSettings()
-    warm = replace(warm, init="", meta_steps=int(steps if steps is not None else warm.meta_steps or 200))
-    if seed is not None:
-        warm = replace(warm, seed=int(seed))
-    torch.set_num_threads(worker_threads(settings.threads, 1))
-    start = time.perf_counter()
-    init = prepare_initializer(warm, data, settings, space=space, seed=int(cfg.search.get("seed", 0)),
-                               base_dir=cfg.base_dir, progress=progress)
-    init.info.update({"data": data.name, "config": str(cfg.path) if cfg.path else ""})
-    return init, time.perf_counter() - start
-
-
-# --- config -----------------------------------------------------------------------------------------------
-_WARM_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
-    "enabled": ((bool,), True), "init": ((str,), ""), "meta_steps": ((int,), 200), "inner_steps": ((int,), 20),
-    "inner_lr": ((float, int), 0.0), "inner_batch": ((int,), 0), "outer_lr": ((float, int), 1.0),
-    "ways": ((int,), 0), "permute_labels": ((bool,), True), "task_fraction": ((float, int), 0.5),
-    "datasets": ((list,), []), "search_data": ((bool,), True), "online": ((bool,), False),
-    "online_lr": ((float, int), 0.1), "match_norm": ((bool,), True), "save": ((str,), ""),
-    "seed": ((int,), -1),
-}
-
-
-def validate_warm_start(section: Mapping[str, Any], cfg: RunConfig) -> WarmStartSettings:
-    """``[warm_start]`` -> :class:`WarmStartSettings` (paths resolved against the config's folder)."""
-    from evonas.config import _check_keys
-    from evonas.training import validate_data
-
-    values = _check_keys(cfg.where(), "warm_start", section, _WARM_KEYS)
-    for key in ("inner_lr", "outer_lr", "task_fraction", "online_lr"):
-        values[key] = float(values[key])
-    if values["init"]:
-        path = cfg.resolve(values["init"])
-        if not path.is_file():
-            raise cfg.error("warm_start", "init", values["init"], f"initializer file {path} not found "
-                            "(make one with: evonas meta train-init CONFIG --out FILE)")
-        values["init"] = str(path)
-    if values["save"]:
-        values["save"] = str(cfg.resolve(values["save"]))
-    specs = []
-    for item in values["datasets"]:
-        if not isinstance(item, dict):
-            raise cfg.error("warm_start", "datasets", item, "expected tables like {name = \"npz\", path = \"...\"}")
-        specs.append(validate_data(item, cfg, name="warm_start.datasets"))
-    values["datasets"] = tuple(specs)
-    try:
-        return WarmStartSettings(**values)
-    except ValueError as err:
-        key = str(err).split(":", 1)[0].strip()
-        key = key if key in values else "meta_steps"
-        raise cfg.error("warm_start", key, section.get(key, values.get(key)),
-                        str(err).split(":", 1)[-1].strip()) from None
-
-
-EXTRA_SECTIONS["warm_start"] = validate_warm_start
-
-__all__ = ["WarmStartSettings", "Initializer", "meta_train", "meta_train_config", "prepare_initializer", "task_datasets",
-           "load_initializer_cached", "validate_warm_start"]
+__all__ = ["WarmStartSettings", "Initializer", "meta_train", "prepare_initializer", "task_datasets",
+           "load_initializer_cached"]

@@ -96,7 +96,7 @@ def test_unreachable_scheduler_and_unknown_backend():
         DaskPool(2, "tcp://127.0.0.1:9", timeout=1)
     with pytest.raises(BackendError, match="unknown backend"):
         open_pool("spark", 2)
-    assert set(BACKENDS) == {"loky", "dask", "ray", "threading"}
+    assert set(BACKENDS) == {"loky", "dask", "ray", "threading", "simulated"}
 
 
 def test_ray_backend_matches_local():

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evonas.bench import best_report_at, group, run_bench
+from evonas.bench import bench_rows, best_report_at, group, replay
 from evonas.cli import main
 from evonas.config import ConfigError, load_config
 from evonas.api import run_config
@@ -64,7 +64,8 @@ def test_registered():
 
 
 def test_warm_start_beats_rea_on_the_same_seeds(table_path, predictor_file, nb201_table):
-    rows = run_bench(table_path, C10, C10, ["meta", "rea"], 25, 4, params={"meta": {"predictor": str(predictor_file)}})
+    rows = bench_rows(replay(table_path, C10, C10, ["meta", "rea"], 25, 4,
+                             params={"meta": {"predictor": str(predictor_file)}}))
     runs = group(rows)
     meta = [best_report_at(runs["meta"][s], 25) for s in range(4)]
     rea = [best_report_at(runs["rea"][s], 25) for s in range(4)]

@@ -102,3 +102,44 @@ def test_batch_size_changes_nothing_for_random_search(table_path):
 def test_search_validates_budget():
     with pytest.raises(ValueError, match="budget"):
         evonas.search(SPACE, noisy, ["acc"], budget=0)
+
+
+class Counting(evonas.fitness.Fitness):
+    """A fitness overriding some hooks of the contract; the loop calls them in the main process."""
+
+    def __init__(self):
+        self.batches, self.told = 0, 0
+
+    def __call__(self, arch, ctx):
+        return noisy(arch, ctx)
+
+    def before_batch(self, candidates=()):
+        self.batches += 1
+
+    def after_batch(self, candidates, trials):
+        self.told += len(trials)
+
+    def state_dict(self):
+        return {"told": self.told}
+
+
+def test_fitness_hooks_are_called_and_plain_callables_are_wrapped():
+    fitness = Counting()
+    evaluator = Evaluator(fitness, SPACE, seed=3)
+    strategy = evonas.make_strategy("random", SPACE, ["acc"], 3)
+    search = evonas.Search(SPACE, strategy, evaluator, ["acc"], budget=12, batch_size=4, seed=3)
+    result = search.run()
+    assert fitness.batches == 3 and fitness.told == 12 and search.state_dict()["fitness"] == {"told": 12}
+    wrapped = Evaluator(noisy, SPACE).fitness
+    assert isinstance(wrapped, evonas.fitness.FunctionFitness) and wrapped.state_dict() == {}
+    assert [t.metrics for t in result.trials] == [t.metrics for t in evonas.search(
+        SPACE, noisy, ["acc"], strategy="random", budget=12, batch_size=4, seed=3).trials]
+
+    class Duck:  # hooks without the base class would never be called: refused with the reason
+        inline = True
+
+        def __call__(self, arch, ctx):
+            return {"acc": 1.0}
+
+    with pytest.raises(TypeError, match="defines inline but is not an evonas.fitness.Fitness"):
+        Evaluator(Duck(), SPACE)

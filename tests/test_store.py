@@ -161,3 +161,15 @@ def test_api_search_with_a_sqlite_store(tmp_path, table_path):
                            budget=12, seed=0, store=store)
     assert [t.step for t in SQLiteStore(tmp_path / "api.db").trials()] == list(range(12))
     assert result.status == "finished"
+
+
+def test_memory_store_implements_the_whole_contract():
+    store = MemoryStore()
+    trials = [Trial(step=k, arch=f"a{k}", canonical_hash=f"h{k % 2}", metrics={"acc": float(k)}, status="ok")
+              for k in range(4)]
+    store.add_trials(trials)
+    assert store.trial(2) == trials[2] and store.trial(9) is None and store.path is None
+    store.cache_put("fit", trials)
+    assert store.cache_get("fit", "h1") == ({"acc": 1.0}, trials[1].elapsed_s)  # the first result is kept
+    assert store.cache_get("other", "h1") is None
+    assert store.discard_from(2) == 2 and [t.step for t in store.trials()] == [0, 1]

@@ -16,8 +16,8 @@ from evonas.config import ConfigError, load_config, parse_config
 from evonas.data import DataSpec, load_dataset
 from evonas.fitness.base import Architecture, EvalContext
 from evonas.spaces import NB201Space
-from evonas.training import (TrainingFitness, TrainSettings, _augment, select_device, short_train,
-                             worker_threads)
+from evonas.fitness.train import TrainingFitness
+from evonas.training import TrainSettings, _augment, select_device, short_train, worker_threads
 from tiny_configs import digits_toml
 
 torch.set_num_threads(1)

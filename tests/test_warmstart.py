@@ -16,7 +16,8 @@ from evonas.evaluator import Candidate
 from evonas.fitness.base import Architecture, EvalContext
 from evonas.models import build_model
 from evonas.spaces import DAGSpace, NB201Space
-from evonas.training import TrainingFitness, TrainSettings
+from evonas.fitness.train import TrainingFitness
+from evonas.training import TrainSettings
 from evonas.trial import Trial
 from evonas.warmstart import Initializer, WarmStartSettings, meta_train
 

@@ -1,11 +1,12 @@
-"""The fitness protocol: architecture and context in, a dict of metrics with a status out."""
+"""The fitness contract: architecture and context in, a dict of metrics with a status out; lifecycle hooks."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any
 
 import networkx as nx
 
@@ -34,26 +35,96 @@ class EvalContext:
 
 @dataclass
 class EvalResult:
-    """Metrics of one evaluation. ``status`` is ``"ok"`` or ``"failed"`` (then ``error`` says why)."""
+    """Metrics of one evaluation. ``status`` is ``"ok"`` or ``"failed"`` (then ``error`` says why).
+    ``elapsed_s``: the seconds the evaluation stands for when not its wall time (a table's training-time
+    cost, replayed by the ``simulated`` backend); ``None``: the evaluator measures it."""
 
     metrics: dict[str, float]
     status: str = OK
     error: str | None = None
+    elapsed_s: float | None = None
 
     @classmethod
     def failed(cls, error: str) -> "EvalResult":
         return cls(metrics={}, status=FAILED, error=error)
 
 
-@runtime_checkable
-class Fitness(Protocol):
-    """Any callable ``(arch, ctx) -> EvalResult | Mapping[str, float]``.
+class Fitness:
+    """Base class of every fitness: ``fitness(arch, ctx) -> EvalResult | Mapping[str, float]``.
 
-    A fitness may set ``inline = True`` when an evaluation is cheaper than sending it to a worker
-    (table lookups); the evaluator then runs it in the main process.
+    Besides :meth:`__call__` (which runs in a worker, or in the main process when ``inline``), the
+    evaluator, the search loop, the run directory and ``evonas export`` call the lifecycle hooks below, all in
+    the main process. Each is a documented no-op here, so a fitness overrides only what it needs. A plain
+    function used as a fitness is wrapped by :func:`as_fitness` and gets these defaults.
     """
 
-    def __call__(self, arch: Architecture, ctx: EvalContext) -> EvalResult | Mapping[str, float]: ...
+    #: evaluations are cheaper than sending them to a worker (table lookups): run them in the main process
+    inline: bool = False
+    #: warm-start settings (:class:`evonas.warmstart.WarmStartSettings`) of a training fitness; ``None``: none
+    warm: Any = None
+
+    def __call__(self, arch: Architecture, ctx: EvalContext) -> EvalResult | Mapping[str, float]:
+        raise NotImplementedError
+
+    def before_batch(self, candidates: Sequence[Any] = ()) -> None:
+        """Main process, before the batch ``candidates`` (:class:`evonas.evaluator.Candidate`) is dispatched."""
+
+    def after_batch(self, candidates: Sequence[Any], trials: Sequence[Any]) -> None:
+        """Main process, after the batch completed (``trials`` in the order of ``candidates``)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Fitness state a checkpoint covers (stored with the search state; JSON-serialisable)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a checkpoint's :meth:`state_dict` (a resumed run)."""
+
+    def use_run_dir(self, out: str | Path) -> None:
+        """The run directory ``out`` (``evonas run``, before a resume): a place for files checkpoints name."""
+
+    def identity(self) -> Any:
+        """What cached results depend on beyond the config (JSON-serialisable); ``None``: nothing."""
+        return None
+
+    def keep_weights(self, directory: str | Path) -> bool:
+        """Save each evaluation's trained weights in ``directory`` (``step-KEY.pt``) for ``evonas export``;
+        returns whether this fitness trains networks at all (``False``: nothing to keep)."""
+        return False
+
+    def initializer(self) -> Any:
+        """The weight initializer evaluations start from (``None``: PyTorch's default init)."""
+        return None
+
+
+#: the hooks of :class:`Fitness` (a plain callable defining one of them must subclass :class:`Fitness`)
+HOOKS = ("before_batch", "after_batch", "state_dict", "load_state_dict", "use_run_dir", "identity",
+         "keep_weights", "initializer")
+
+
+class FunctionFitness(Fitness):
+    """A plain callable ``fn(arch, ctx)`` as a :class:`Fitness` (every hook a no-op)."""
+
+    def __init__(self, fn: Callable[[Architecture, EvalContext], Any]):
+        self.fn = fn
+
+    def __call__(self, arch: Architecture, ctx: EvalContext) -> EvalResult | Mapping[str, float]:
+        return self.fn(arch, ctx)
+
+
+def as_fitness(fitness: Fitness | Callable[..., Any]) -> Fitness:
+    """``fitness`` itself when it is a :class:`Fitness`, else a plain callable wrapped so that the hooks hold.
+
+    A callable that defines hooks (or ``inline``) without subclassing :class:`Fitness` is refused: they would
+    never be called."""
+    if isinstance(fitness, Fitness):
+        return fitness
+    if not callable(fitness):
+        raise TypeError(f"fitness: expected a callable (arch, ctx) -> metrics, got {type(fitness).__name__}")
+    defined = [h for h in (*HOOKS, "inline") if hasattr(fitness, h)]
+    if defined:
+        raise TypeError(f"fitness: {type(fitness).__name__} defines {', '.join(defined)} but is not an "
+                        "evonas.fitness.Fitness; subclass it so that these hooks are called")
+    return FunctionFitness(fitness)
 
 
 def as_result(value: Any, required: list[str] | tuple[str, ...] = ()) -> EvalResult:
@@ -76,7 +147,9 @@ def as_result(value: Any, required: list[str] | tuple[str, ...] = ()) -> EvalRes
         return EvalResult.failed(f"non-numeric metric: {err}")
     for name in required:
         if name not in result.metrics:
-            return EvalResult(result.metrics, FAILED, f"metric {name!r} missing from fitness result")
+            return EvalResult(result.metrics, FAILED, f"metric {name!r} missing from fitness result",
+                              result.elapsed_s)
         if not math.isfinite(result.metrics[name]):
-            return EvalResult(result.metrics, FAILED, f"metric {name!r} is {result.metrics[name]}")
+            return EvalResult(result.metrics, FAILED, f"metric {name!r} is {result.metrics[name]}",
+                              result.elapsed_s)
     return result

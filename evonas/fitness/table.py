@@ -5,13 +5,15 @@ from __future__ import annotations
 import csv
 import difflib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from evonas.fitness.base import Architecture, EvalContext, EvalResult
+from evonas.fitness.base import Architecture, EvalContext, EvalResult, Fitness
+from evonas.registry import REQUIRED, fitness_kind
 
 
 class TableError(ValueError):
@@ -89,20 +91,31 @@ def load_table(path: str | Path, arch_column: str = "arch") -> Table:
     return _load(str(p), p.stat().st_mtime, arch_column)
 
 
-class TableFitness:
-    """Looks up ``columns`` (objectives, report and cost metrics) of each architecture in a table.
+class TableFitness(Fitness):
+    """Looks up ``columns`` (objectives and report metrics) of each architecture in a table.
+
+    ``cost``: the seconds one evaluation would take, a column of the table (e.g. a training-time column) or a
+    number for every architecture; it becomes the trial's ``elapsed_s``, so the ``simulated`` backend
+    (:class:`evonas.backends.SimulatedPool`) replays a search on its virtual clock as if each lookup
+    trained the network. ``None``: the lookup's own (tiny) wall time.
 
     An architecture missing from the table is a failed evaluation, not an error.
     """
 
     inline = True
 
-    def __init__(self, path: str | Path, columns: Sequence[str], arch_column: str = "arch"):
+    def __init__(self, path: str | Path, columns: Sequence[str], arch_column: str = "arch",
+                 cost: str | float | None = None):
         self.path = Path(path)
         self.columns = list(dict.fromkeys(columns))
         self.arch_column = arch_column
+        if isinstance(cost, bool) or not (cost is None or isinstance(cost, (str, int, float))):
+            raise TableError(f"cost: expected a column name or seconds, got {cost!r}")
+        if isinstance(cost, (int, float)) and not (math.isfinite(cost) and cost >= 0):
+            raise TableError(f"cost: must be >= 0 seconds, got {cost!r}")
+        self.cost = cost if cost != "" else None
         self._table: Table | None = load_table(self.path, arch_column)
-        self._table.check_columns(self.columns)
+        self._table.check_columns(self.columns + ([self.cost] if isinstance(self.cost, str) else []))
 
     @property
     def table(self) -> Table:
@@ -117,4 +130,29 @@ class TableFitness:
         metrics = self.table.lookup(arch.string, self.columns)
         if metrics is None:
             return EvalResult.failed(f"architecture {arch.string!r} not in table {self.path.name}")
-        return EvalResult(metrics)
+        if self.cost is None:
+            return EvalResult(metrics)
+        seconds = self.table.lookup(arch.string, [self.cost])[self.cost] if isinstance(self.cost, str) \
+            else float(self.cost)
+        return EvalResult(metrics, elapsed_s=seconds if math.isfinite(seconds) else 0.0)
+
+
+@fitness_kind("table", {"table": ((str,), REQUIRED), "arch_column": ((str,), "arch"),
+                        "cost": ((str, int, float), "")})
+def build_table_fitness(cfg, section: Mapping[str, Any], space) -> TableFitness:
+    """The ``table`` kind: ``table`` (CSV path, relative to the config), ``arch_column``, ``cost``."""
+    cost = section.get("cost")
+    columns = cfg.metric_columns() + ([cost] if isinstance(cost, str) and cost else [])
+    path = cfg.resolve(section["table"])
+    arch_column = section.get("arch_column", "arch")
+    try:
+        return TableFitness(path, columns, arch_column=arch_column, cost=section.get("cost") or None)
+    except TableError as err:
+        key, value = "objectives/report", columns
+        if "not found" in str(err) or "is empty" in str(err):
+            key, value = "table", section["table"]
+        elif f"no {arch_column!r} column" in str(err):
+            key, value = "arch_column", arch_column
+        elif str(err).startswith("cost:") or f"no column {section.get('cost')!r}" in str(err):
+            key, value = "cost", section.get("cost")
+        raise cfg.error("fitness", key, value, str(err).removeprefix("cost: ")) from None

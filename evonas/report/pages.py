@@ -211,7 +211,7 @@ def _files_note(directory: Path, data: list[str], figs: dict[str, Path]) -> str:
 
 
 def _version() -> str:
-    from evonas import __version__
+    from evonas._version import __version__
 
     return __version__
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from evonas.plugins import load_object
-from evonas.spaces.base import SearchSpace
+from evonas.registry import import_submodules
+from evonas.spaces.base import SPACES, SearchSpace, register_space
 from evonas.spaces.cell import NB201_OPS, CellSpace, NB201Space
 from evonas.spaces.dag import NB101_OPS, DAGSpace
 
-SPACES: dict[str, type[SearchSpace]] = {"nb201": NB201Space, "cell": CellSpace, "dag": DAGSpace}
+import_submodules(__name__, __path__)  # every module here registers its spaces (@register_space)
 
 
 def make_space(name: str, **params: Any) -> SearchSpace:
@@ -21,4 +22,4 @@ def make_space(name: str, **params: Any) -> SearchSpace:
 
 
 __all__ = ["SearchSpace", "CellSpace", "NB201Space", "DAGSpace", "NB201_OPS", "NB101_OPS", "SPACES",
-           "make_space"]
+           "make_space", "register_space"]

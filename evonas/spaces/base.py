@@ -13,6 +13,16 @@ from evonas.genome import Genome
 from evonas.graphs import NOOP_OPS, canonical_hash
 
 
+#: registry name -> space class (filled by :func:`register_space`)
+SPACES: dict[str, type["SearchSpace"]] = {}
+
+
+def register_space(cls: type["SearchSpace"]) -> type["SearchSpace"]:
+    """Class decorator: ``[space] name = NAME`` for ``cls.name``."""
+    SPACES[cls.name] = cls
+    return cls
+
+
 class SearchSpace(ABC):
     """A family of architectures encoded as fixed-length integer genomes.
 

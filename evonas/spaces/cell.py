@@ -15,7 +15,7 @@ import numpy as np
 
 from evonas.genome import Genome, make_genome
 from evonas.graphs import cell_expression, digest
-from evonas.spaces.base import SearchSpace
+from evonas.spaces.base import SearchSpace, register_space
 
 NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
@@ -37,6 +37,7 @@ def uniform_crossover(a: Genome, b: Genome, rng: np.random.Generator) -> tuple[G
     return c1, c2
 
 
+@register_space
 class CellSpace(SearchSpace):
     """Cell with ``nodes`` feature maps (node 0 input, last node output) and one op per edge."""
 
@@ -130,6 +131,7 @@ class CellSpace(SearchSpace):
         return len(self.ops) ** len(self.edges)
 
 
+@register_space
 class NB201Space(CellSpace):
     """The NAS-Bench-201 cell: 4 nodes, 6 edges, 5 ops by default (15,625 cells, 6,466 unique)."""
 

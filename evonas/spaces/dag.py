@@ -14,7 +14,7 @@ import networkx as nx
 import numpy as np
 
 from evonas.genome import Genome, make_genome
-from evonas.spaces.base import SearchSpace
+from evonas.spaces.base import SearchSpace, register_space
 
 NB101_OPS: tuple[str, ...] = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
 #: spaces with more raw encodings than this are not enumerated
@@ -45,6 +45,7 @@ def uniform_gene_crossover(a: Genome, b: Genome, rng: np.random.Generator) -> tu
             make_genome(x if s else y for x, y, s in zip(a, b, swap)))
 
 
+@register_space
 class DAGSpace(SearchSpace):
     """DAG with node ops; valid when it has at most ``max_edges`` edges and an input-to-output path."""
 

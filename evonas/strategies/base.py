@@ -15,6 +15,16 @@ from evonas.spaces.base import SearchSpace
 from evonas.trial import Objective, Trial, scores
 
 
+#: registry name -> strategy class (filled by :func:`register_strategy`)
+STRATEGIES: dict[str, type["Strategy"]] = {}
+
+
+def register_strategy(cls: type["Strategy"]) -> type["Strategy"]:
+    """Class decorator: ``--algo NAME`` / ``[strategy] name = NAME`` for ``cls.name``."""
+    STRATEGIES[cls.name] = cls
+    return cls
+
+
 def check_min(name: str, value: float, low: float) -> None:
     """Raise ``ValueError("name: must be >= low, got value")`` unless ``value >= low``."""
     if not value >= low:
@@ -41,10 +51,14 @@ class Strategy(ABC):
     With ``dedupe`` the strategy avoids proposing an architecture whose canonical hash was already
     proposed (it retries up to ``max_tries`` times, then accepts a duplicate).
 
-    Variation operators live on ``self.toolbox`` (DEAP): ``individual``, ``mutate`` and ``mate``.
+    Variation operators live on ``self.toolbox`` (DEAP): ``individual``, ``mutate`` and ``mate``; strategies
+    register their own (REA: ``select``, ``age``; NSGA-II: ``select``).
     """
 
     name: str = ""
+    #: constructor parameters that name files (a config resolves them against its own folder; the CLI
+    #: accepts them as ``--param PATH`` options of ``evonas bench``)
+    path_params: tuple[str, ...] = ()
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], random_state: int | None = None,
                  dedupe: bool = True, max_tries: int = 50):
@@ -57,6 +71,8 @@ class Strategy(ABC):
         self.dedupe = bool(dedupe)
         self.max_tries = int(max_tries)
         self.seen: set[str] = set()
+        #: proposals made so far (for strategies that start with random proposals)
+        self.n_asked = 0
         self.toolbox = base.Toolbox()
         self.toolbox.register("individual", space.sample, rng=self.rng)
         self.toolbox.register("mutate", space.mutate, rng=self.rng)
@@ -91,6 +107,19 @@ class Strategy(ABC):
             genome = make()
         pending.add(self.space.canonical_hash(genome))
         return genome
+
+    def breed(self, n: int, child: Callable[[], Genome], *, warmup: int, parents: int,
+              min_parents: int = 1) -> list[Genome]:
+        """``n`` deduplicated proposals of a population strategy: random ones (``toolbox.individual``) for the
+        first ``warmup`` proposals or while fewer than ``min_parents`` of the ``parents`` members exist, then
+        ``child()``; counts :attr:`n_asked`."""
+        pending: set[str] = set()
+        out = []
+        for _ in range(n):
+            random_phase = self.n_asked < warmup or parents < min_parents
+            out.append(self.fresh(self.toolbox.individual if random_phase else child, pending))
+            self.n_asked += 1
+        return out
 
     # --- state, for resuming ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -29,7 +29,9 @@ from typing import Any
 import numpy as np
 
 from evonas.genome import Genome, make_genome
-from evonas.strategies.base import Strategy, check_min, check_sample, check_within, genome_state, genomes_from_state
+from evonas.strategies.base import (Strategy, check_min, check_sample, check_within, genome_state, genomes_from_state,
+                                    register_strategy)
+from evonas.strategies.rea import register_aging
 from evonas.trial import Trial
 
 #: loaded predictor files, by (resolved path, mtime)
@@ -56,6 +58,7 @@ def load_predictor(path: str | Path):
     return _LOADED[key]
 
 
+@register_strategy
 class MetaEvolution(Strategy):
     """REA whose initial population and offspring are chosen by a meta-learned predictor.
 
@@ -69,6 +72,7 @@ class MetaEvolution(Strategy):
     """
 
     name = "meta"
+    path_params = ("predictor",)
 
     def __init__(self, space, objectives, random_state=None, predictor: Any = None, population: int = 10,
                  sample: int = 3, picks: float = 0.5, candidates: int = 50, global_candidates: int = 10,
@@ -116,6 +120,7 @@ class MetaEvolution(Strategy):
         self.window = int(window)
         self.pool = int(pool)
         self.population: deque[Genome] = deque()
+        register_aging(self.toolbox, self.population_size, self.sample_size, self.rng)  # REA's select, age
         self.n_asked = 0
         self.obs_genes: list[list[int]] = []
         self.obs_y: list[float] = []
@@ -213,10 +218,7 @@ class MetaEvolution(Strategy):
         return out
 
     def _mutant(self) -> Genome:
-        idx = self.rng.choice(len(self.population), size=min(self.sample_size, len(self.population)),
-                              replace=False)
-        parent = max((self.population[i] for i in sorted(idx)), key=lambda g: g.fitness.wvalues[0])
-        return self.toolbox.mutate(parent)
+        return self.toolbox.mutate(self.toolbox.select(self.population))
 
     def _choose(self, pool: list[Genome], pending: set[str]) -> Genome:
         if len(pool) == 1:
@@ -292,9 +294,7 @@ class MetaEvolution(Strategy):
         prev_pred = self.predict([make_genome(g) for g in self.obs_genes]) if self.obs_genes else None
         prev_y = np.asarray(self.obs_y)
         for genome, trial in zip(genomes, trials):
-            self.population.append(genome)
-            while len(self.population) > self.population_size:
-                self.population.popleft()
+            self.toolbox.age(self.population, genome)
             pred = self.asked_pred.pop(trial.canonical_hash, None)
             value = genome.fitness.values[0] * weight if genome.fitness.valid else -np.inf
             if not trial.ok or not np.isfinite(value):

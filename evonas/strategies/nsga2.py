@@ -8,10 +8,12 @@ from typing import Any
 from deap import tools
 
 from evonas.genome import Genome
-from evonas.strategies.base import Strategy, check_min, check_within, genome_state, genomes_from_state
+from evonas.strategies.base import (Strategy, check_min, check_within, genome_state, genomes_from_state,
+                                    register_strategy)
 from evonas.trial import Trial
 
 
+@register_strategy
 class NSGA2(Strategy):
     """Generational NSGA-II: binary tournaments on (rank, crowding), crossover with probability ``cxpb``,
     then mutation with probability ``mutpb``; survivors by DEAP's ``selNSGA2``. The first ``population``
@@ -30,7 +32,6 @@ class NSGA2(Strategy):
         self.cxpb, self.mutpb = float(cxpb), float(mutpb)
         self.population: list[Genome] = []
         self.offspring: list[Genome] = []
-        self.n_asked = 0
         self.n_children = 0  # children told since the last survivor selection
         self.toolbox.register("select", tools.selNSGA2)
 
@@ -59,15 +60,8 @@ class NSGA2(Strategy):
                 g.fitness.rank = rank
 
     def ask(self, n: int) -> list[Genome]:
-        pending: set[str] = set()
-        out = []
-        for _ in range(n):
-            if self.n_asked < self.population_size or len(self.population) < 2:
-                out.append(self.fresh(self.toolbox.individual, pending))
-            else:
-                out.append(self.fresh(self._child, pending))
-            self.n_asked += 1
-        return out
+        return self.breed(n, self._child, warmup=self.population_size, parents=len(self.population),
+                          min_parents=2)
 
     def tell(self, genomes: Sequence[Genome], trials: Sequence[Trial]) -> None:
         super().tell(genomes, trials)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from evonas.genome import Genome
-from evonas.strategies.base import Strategy
+from evonas.strategies.base import Strategy, register_strategy
 
 
+@register_strategy
 class RandomSearch(Strategy):
     """Uniform samples from the space (distinct architectures when ``dedupe``)."""
 

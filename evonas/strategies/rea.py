@@ -1,4 +1,4 @@
-"""Regularized (aging) evolution, Real et al. 2019."""
+"""Regularized (aging) evolution, Real et al. 2019: tournament selection and aging as toolbox operators."""
 
 from __future__ import annotations
 
@@ -6,11 +6,36 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+from deap import base
+
 from evonas.genome import Genome
-from evonas.strategies.base import Strategy, check_min, check_sample, genome_state, genomes_from_state
+from evonas.strategies.base import (Strategy, check_min, check_sample, genome_state, genomes_from_state,
+                                    register_strategy)
 from evonas.trial import Trial
 
 
+def tournament(population: Sequence[Genome], sample: int, rng: np.random.Generator) -> Genome:
+    """The best (first objective) of ``sample`` distinct random members of ``population``."""
+    idx = rng.choice(len(population), size=min(sample, len(population)), replace=False)
+    return max((population[i] for i in sorted(idx)), key=lambda g: g.fitness.wvalues[0])
+
+
+def age(population: deque, genome: Genome, size: int) -> None:
+    """``genome`` joins ``population``; the oldest members die beyond ``size``."""
+    population.append(genome)
+    while len(population) > size:
+        population.popleft()
+
+
+def register_aging(toolbox: base.Toolbox, population: int, sample: int, rng: np.random.Generator) -> None:
+    """Register REA's operators: ``toolbox.select(pop)`` (a tournament of ``sample``) and
+    ``toolbox.age(pop, genome)`` (keep the ``population`` most recent)."""
+    toolbox.register("select", tournament, sample=sample, rng=rng)
+    toolbox.register("age", age, size=population)
+
+
+@register_strategy
 class RegularizedEvolution(Strategy):
     """Keep the ``population`` most recent individuals; each child mutates the best of ``sample`` random
     members; the oldest member dies when a child joins. The first ``population`` proposals are random.
@@ -28,30 +53,18 @@ class RegularizedEvolution(Strategy):
         self.population_size = int(population)
         self.sample_size = int(sample)
         self.population: deque[Genome] = deque()
-        self.n_asked = 0
+        register_aging(self.toolbox, self.population_size, self.sample_size, self.rng)
 
     def _child(self) -> Genome:
-        idx = self.rng.choice(len(self.population), size=self.sample_size, replace=False)
-        parent = max((self.population[i] for i in sorted(idx)), key=lambda g: g.fitness.wvalues[0])
-        return self.toolbox.mutate(parent)
+        return self.toolbox.mutate(self.toolbox.select(self.population))
 
     def ask(self, n: int) -> list[Genome]:
-        pending: set[str] = set()
-        out = []
-        for _ in range(n):
-            if self.n_asked < self.population_size or not self.population:
-                out.append(self.fresh(self.toolbox.individual, pending))
-            else:
-                out.append(self.fresh(self._child, pending))
-            self.n_asked += 1
-        return out
+        return self.breed(n, self._child, warmup=self.population_size, parents=len(self.population))
 
     def tell(self, genomes: Sequence[Genome], trials: Sequence[Trial]) -> None:
         super().tell(genomes, trials)
         for genome in genomes:
-            self.population.append(genome)
-            while len(self.population) > self.population_size:
-                self.population.popleft()
+            self.toolbox.age(self.population, genome)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "population": genome_state(self.population), "n_asked": self.n_asked}
