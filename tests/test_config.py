@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from evonas.config import ConfigError, load_config, parse_config
-from evonas.spaces import DAGSpace, NB201Space
-from evonas.strategies import NSGA2, RegularizedEvolution
+from evonas.fitness import CallableFitness, TableFitness, TrainingFitness
+from evonas.spaces import SPACES, DAGSpace, NB201Space
+from evonas.strategies import NSGA2, STRATEGIES, RegularizedEvolution
 
 REPO = Path(__file__).resolve().parents[1]
 GENOMES = sorted((REPO / "genomes").glob("*.toml"))
@@ -18,8 +19,15 @@ GENOMES = sorted((REPO / "genomes").glob("*.toml"))
 def test_every_shipped_config_loads_and_builds(path):
     cfg = load_config(path)
     space = cfg.build_space()
-    cfg.build_strategy(space)
-    cfg.build_fitness(space)
+    assert isinstance(space, SPACES[cfg.space["name"]])
+    strategy = cfg.build_strategy(space)
+    assert isinstance(strategy, STRATEGIES[cfg.strategy["name"]]) and strategy.space is space
+    assert [o.metric for o in strategy.objectives] == [o.metric for o in cfg.objectives]
+    fitness = cfg.build_fitness(space)
+    kinds = {"table": TableFitness, "callable": CallableFitness, "train": TrainingFitness}
+    assert isinstance(fitness, kinds[cfg.fitness["kind"]])
+    if cfg.fitness["kind"] == "table":  # every objective and report metric is a column of its table
+        assert set(cfg.metric_columns()) <= set(fitness.columns) <= set(fitness.table.columns)
 
 
 def test_nb201_configs_follow_the_nats_protocol():

@@ -19,7 +19,7 @@ from evonas.evaluator import Candidate, Evaluator
 from evonas.fitness.table import TableFitness
 from evonas.predictor import MetaRankPredictor, meta_train
 from evonas.spaces import CellSpace, DAGSpace, NB201Space
-from evonas.strategies import STRATEGIES, make_strategy
+from evonas.strategies import STRATEGIES, RegularizedEvolution, make_strategy
 from evonas.strategies.meta import MetaEvolution
 from evonas.trial import Objective, Trial
 from tiny_configs import digits_toml
@@ -99,14 +99,15 @@ def test_misleading_prior_falls_back_to_rea(table_path, inverted_file, nb201_tab
 
 def test_confidence_zero_is_plain_rea(table_path, inverted_file):
     strategy, _ = run(table_path, inverted_file, 12, seed=1)
-    strategy.scores = [-1.0] * strategy.window  # the predictor has been wrong every time
-    strategy.predictor.trust_, strategy.predictor.n_adapted_ = 0.0, len(strategy.obs_y)
+    state = strategy.state_dict()
+    state["scores"] = [-1.0] * strategy.window  # a checkpoint where the predictor was wrong every time
+    strategy.load_state_dict(state)
     assert strategy.confidence == 0.0
-    seen_calls = []
-    original = strategy._acquisition
-    strategy._acquisition = lambda genomes: seen_calls.append(len(genomes)) or original(genomes)
-    strategy.ask(3)
-    assert seen_calls == []  # one REA offspring per child, unscreened
+    # REA continued from the same population, generator and seen set proposes exactly the same children
+    rea = RegularizedEvolution(strategy.space, strategy.objectives, 0, population=strategy.population_size,
+                               sample=strategy.sample_size)
+    rea.load_state_dict(strategy.state_dict())
+    assert [list(g) for g in strategy.ask(3)] == [list(g) for g in rea.ask(3)]
 
 
 def test_state_dict_resumes_exactly(table_path, predictor_file):
@@ -221,6 +222,15 @@ def test_cli_bench_meta(table_path, predictor_file, tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
 
 
+def test_meta_search_benchmark_rejects_bad_arguments():
+    script = str(REPO / "benchmarks" / "meta_search.py")
+    for flag, value, message in (("--datasets", "mnist", "--datasets: unknown mnist"),
+                                 ("--seeds", "0", "--seeds: must be >= 1, got 0")):
+        bad = subprocess.run([sys.executable, script, flag, value], capture_output=True, text=True)
+        assert bad.returncode == 2 and message in bad.stderr
+
+
+@pytest.mark.slow  # ~40 s: two runs of the benchmark (the second from its cache)
 def test_meta_search_benchmark_quick(tmp_path, table_path):
     """benchmarks/meta_search.py end to end on one held-out dataset: section, verdicts, raw results, cache."""
     md, raw = tmp_path / "B.md", tmp_path / "res.json"
@@ -245,10 +255,6 @@ def test_meta_search_benchmark_quick(tmp_path, table_path):
     assert "  proxies on" in proc.stdout and "  proxies on" not in again.stdout
     body = proc.stdout[proc.stdout.index("## Meta-warm-started"):]
     assert again.stdout[again.stdout.index("## Meta-warm-started"):] == body  # same figures, same timings
-    for flag, value, message in (("--datasets", "mnist", "--datasets: unknown mnist"),
-                                 ("--seeds", "0", "--seeds: must be >= 1, got 0")):
-        bad = subprocess.run(cmd[:3] + [flag, value], capture_output=True, text=True)
-        assert bad.returncode == 2 and message in bad.stderr
 
 
 def test_meta_strategy_steers_real_training(predictor_file, tmp_path):

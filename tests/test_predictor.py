@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,25 +14,23 @@ from evonas.fitness.table import TableError, load_table
 from evonas.predictor import (MetaRankPredictor, NotFittedError, concordance, encode_table, meta_train,
                               parse_tasks, table_tasks)
 
-TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "nasbench201.csv"
-pytestmark = pytest.mark.skipif(not TABLE.is_file(), reason="NAS-Bench-201 table not available")
 TINY = dict(steps=60, n_members=2, hidden=(32,), embed=8, batch_size=128)
 
 
 @pytest.fixture(scope="module")
-def table():
-    return load_table(TABLE)
+def table(table_path):  # conftest's fixture: fails (not skips) when the table is missing
+    return load_table(table_path)
 
 
 @pytest.fixture(scope="module")
-def X():
-    return encode_table(TABLE)
+def X(table_path):
+    return encode_table(table_path)
 
 
 @pytest.fixture(scope="module")
-def meta(table):
+def meta(table_path):
     """Meta-trained on CIFAR-100 and ImageNet16-120 (the CIFAR-10 leave-one-out predictor), tiny."""
-    return meta_train(TABLE, "cifar100_test200,imagenet16_test200", random_state=0, **TINY)
+    return meta_train(table_path, "cifar100_test200,imagenet16_test200", random_state=0, **TINY)
 
 
 def tau(model, X, y, **kw):
@@ -80,12 +77,12 @@ def test_parse_tasks_and_table_tasks(table):
         parse_tasks(" , ")
     with pytest.raises(ValueError, match="max:COLUMN or min:COLUMN"):
         parse_tasks("best:a")
-    tasks = table_tasks(TABLE, "min:cifar10_params_m,cifar10_naswot")
+    tasks = table_tasks(table.path, "min:cifar10_params_m,cifar10_naswot")
     assert np.array_equal(tasks[0].y, -table.column("cifar10_params_m"))
     assert len(tasks[1].y) == int(np.isfinite(table.column("cifar10_naswot")).sum()) < len(table)  # -inf dropped
     assert tasks[0].X.shape == (len(table), 30)
     with pytest.raises(TableError, match="did you mean 'cifar10_test200'"):
-        table_tasks(TABLE, "cifar10_tst200")
+        table_tasks(table.path, "cifar10_tst200")
 
 
 def test_concordance():
@@ -210,22 +207,22 @@ def test_save_load_roundtrip(meta, X, tmp_path):
         MetaRankPredictor().save(tmp_path / "x.pt")
 
 
-def test_cli_train_predictor(tmp_path, capsys):
+def test_cli_train_predictor(tmp_path, capsys, table_path):
     out = tmp_path / "pred.pt"
-    rc = main(["meta", "train-predictor", "--table", str(TABLE), "--tasks", "cifar100_test200,min:cifar10_params_m",
+    rc = main(["meta", "train-predictor", "--table", str(table_path), "--tasks", "cifar100_test200,min:cifar10_params_m",
                "--out", str(out), "--steps", "5", "--members", "1"])
     assert rc == 0
     assert "1-member ranking predictor" in capsys.readouterr().out
     model = MetaRankPredictor.load(out)
     assert model.tasks_ == ["cifar100_test200", "min:cifar10_params_m"] and model.steps == 5
-    rc = main(["meta", "train-predictor", "--table", str(TABLE), "--tasks", "cifar100_tst200", "--out",
+    rc = main(["meta", "train-predictor", "--table", str(table_path), "--tasks", "cifar100_tst200", "--out",
                str(tmp_path / "x.pt")])
     err = capsys.readouterr().err
     assert rc == 2 and "did you mean 'cifar100_test200'" in err and err.count("\n") == 1
     rc = main(["meta", "train-predictor", "--table", str(tmp_path / "none.csv"), "--tasks", "a", "--out",
                str(tmp_path / "x.pt")])
     assert rc == 2 and "not found" in capsys.readouterr().err
-    rc = main(["meta", "train-predictor", "--table", str(TABLE), "--tasks", "a", "--out", str(tmp_path / "x.pt"),
+    rc = main(["meta", "train-predictor", "--table", str(table_path), "--tasks", "a", "--out", str(tmp_path / "x.pt"),
                "--members", "0"])
     assert rc == 2 and "--members = 0" in capsys.readouterr().err
 
