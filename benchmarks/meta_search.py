@@ -45,8 +45,8 @@ from scipy.stats import kendalltau, spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.markdown import machine, write_section  # noqa: E402
-from evonas.bench import (BenchRow, bench_rows, best_report_at, group, queries_to_hit, read_bench_csv, replay,  # noqa: E402
-                          top_set, write_bench_csv)
+from evonas.bench import (BenchRow, bench_rows, best_report_at, group, queries_to_hit,  # noqa: E402
+                          read_bench_csv, replay, top_set, write_bench_csv)
 from evonas.fitness.table import load_table  # noqa: E402
 from evonas.genome import make_genome  # noqa: E402
 from evonas.predictor import MetaRankPredictor, encode_table, meta_train  # noqa: E402

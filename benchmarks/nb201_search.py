@@ -1,9 +1,13 @@
-"""REA vs random search on NAS-Bench-201, side by side with a plain reference REA on the same seeds.
+"""REA, REINFORCE and random search on NAS-Bench-201, side by side with a plain reference REA on the same seeds.
 
 Two protocols on each dataset:
 * NATS-Bench: search on ``{ds}_valid12``, report the ``{ds}_test200`` of the best-by-fitness cell at
   10/25/50/100/300 queries;
 * direct: search on ``{ds}_test200`` and count the queries until a top-0.1% cell is evaluated.
+
+Every evonas search runs through the ordinary ``Search`` loop on the ``simulated`` backend (``bench.replay``).
+``reinforce`` is the RL baseline of the NAS-Bench-201 paper (a categorical policy per edge, Adam, an
+exponential-moving-average baseline; ``evonas.strategies.reinforce``) with its defaults (lr 0.01, EMA 0.9).
 
 The peer is a plain REA (population 10, sample 3, one-edge mutation, re-evaluating duplicates) written
 with Python's ``random`` in a dozen lines, the reference of the issue's figures. Framework overhead is the
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import sys
 import time
@@ -71,9 +76,10 @@ def run_dataset(table, table_path: Path, ds: str, seeds: int, budget_nats: int, 
         report = f"{ds}_test200"
         rows, t_ours = timed(lambda: bench_rows(replay(table_path, fitness, report, ["rea"], budget, seeds)))
         random_rows, _ = timed(lambda: bench_rows(replay(table_path, fitness, report, ["random"], budget, seeds)))
+        rl_rows, _ = timed(lambda: bench_rows(replay(table_path, fitness, report, ["reinforce"], budget, seeds)))
         plain, t_plain = timed(lambda: [r for s in range(seeds) for r in plain_rea(table, fitness, report, s, budget)])
         targets = top_set(table.archs, table.column(report), 0.001)
-        stats = bench_stats(rows + random_rows + plain, targets, checkpoints=(10, 25, 50, 100, 300))
+        stats = bench_stats(rows + rl_rows + random_rows + plain, targets, checkpoints=(10, 25, 50, 100, 300))
         results[protocol] = {"stats": stats, "evals": seeds * budget, "t_ours": t_ours, "t_plain": t_plain}
     return results
 
@@ -83,15 +89,19 @@ def fmt_q(stats: dict) -> str:
     return f"{med:.0f}" if math.isfinite(med) else f"> {stats['budget']}"
 
 
-def render(all_results: dict, seeds: int, budget_nats: int, budget_direct: int, elapsed: float, cmd: str) -> str:
-    algos = ("rea", "plain-rea", "random")
+def render(all_results: dict, seeds: int, budget_nats: int, budget_direct: int, elapsed: float, cmd: str,
+           load: tuple[float, float] = (math.nan, math.nan)) -> str:
+    algos = ("rea", "plain-rea", "reinforce", "random")
     lines = [
-        "## NAS-Bench-201: REA vs random search (issue 2)",
+        "## NAS-Bench-201: REA, REINFORCE and random search (issues 2, 12)",
         "",
         f"Command: `{cmd}` ({elapsed:.0f} s on {machine()}).",
-        f"{seeds} seeds per algorithm (seeds 0..{seeds - 1}, the same for every algorithm). `rea` and `random` are "
-        "evonas (regularized evolution with population 10, sample 3, one-edge mutation and canonical-hash "
-        "dedupe; random search without repeats); `plain-rea` is the reference REA of the issue (same "
+        f"{seeds} seeds per algorithm (seeds 0..{seeds - 1}, the same for every algorithm). `rea`, `reinforce` and "
+        "`random` are evonas (regularized evolution with population 10, sample 3, one-edge mutation and canonical-hash "
+        "dedupe; REINFORCE, the RL baseline of the NAS-Bench-201 paper: a softmax policy per edge, Adam with lr 0.01, "
+        "an exponential-moving-average reward baseline with momentum 0.9, one update per evaluation; random search "
+        "without repeats), each search run through the ordinary `Search` loop on the `simulated` backend; "
+        "`plain-rea` is the reference REA of the issue (same "
         "parameters, duplicates re-evaluated) run on the same seeds.",
         "",
         f"### Direct search on `test200` (budget {budget_direct}): queries until a top-0.1% cell is evaluated",
@@ -117,7 +127,9 @@ def render(all_results: dict, seeds: int, budget_nats: int, budget_direct: int, 
             lines.append(f"| {ds} | {a} | {cells} |")
     lines += ["", "### Framework overhead per evaluation", "",
               "Wall time of the whole search divided by evaluations (table lookups, so this is all overhead: "
-              "proposal, canonical hashing, dedupe, evaluation bookkeeping).", "",
+              "proposal, canonical hashing, dedupe, evaluation bookkeeping). Load average "
+              f"{load[0]:.1f} at the start, {load[1]:.1f} at the end (2 cores): on a busy machine both columns "
+              "grow and their ratio is noisy.", "",
               "| dataset / protocol | evonas REA µs/eval | plain REA µs/eval | ratio |", "| --- | --- | --- | --- |"]
     for ds, res in all_results.items():
         for protocol in ("nats", "direct"):
@@ -138,15 +150,16 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     table_path = Path(args.table)
     table = load_table(table_path)
-    start = time.perf_counter()
+    start, load_start = time.perf_counter(), os.getloadavg()[0]
     results = {}
     for ds in args.datasets.split(","):
         results[ds] = run_dataset(table, table_path, ds, args.seeds, args.budget_nats, args.budget_direct)
         st = results[ds]["direct"]["stats"]
         print(f"{ds}: median queries to top-0.1% -- " +
-              ", ".join(f"{a} {fmt_q(st[a])}" for a in ("rea", "plain-rea", "random")), flush=True)
+              ", ".join(f"{a} {fmt_q(st[a])}" for a in ("rea", "plain-rea", "reinforce", "random")), flush=True)
     cmd = " ".join(["python benchmarks/nb201_search.py", *(sys.argv[1:] if argv is None else argv)])
-    body = render(results, args.seeds, args.budget_nats, args.budget_direct, time.perf_counter() - start, cmd)
+    body = render(results, args.seeds, args.budget_nats, args.budget_direct, time.perf_counter() - start, cmd,
+                  (load_start, os.getloadavg()[0]))
     write_section("nb201_search", body, Path(args.md))
     print(f"wrote {args.md}")
     return results

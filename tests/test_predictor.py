@@ -209,8 +209,8 @@ def test_save_load_roundtrip(meta, X, tmp_path):
 
 def test_cli_train_predictor(tmp_path, capsys, table_path):
     out = tmp_path / "pred.pt"
-    rc = main(["meta", "train-predictor", "--table", str(table_path), "--tasks", "cifar100_test200,min:cifar10_params_m",
-               "--out", str(out), "--steps", "5", "--members", "1"])
+    rc = main(["meta", "train-predictor", "--table", str(table_path), "--tasks",
+               "cifar100_test200,min:cifar10_params_m", "--out", str(out), "--steps", "5", "--members", "1"])
     assert rc == 0
     assert "1-member ranking predictor" in capsys.readouterr().out
     model = MetaRankPredictor.load(out)

@@ -401,7 +401,8 @@ def validate_training(section: Mapping[str, Any], cfg: RunConfig) -> TrainSettin
     for key in ("epochs", "lr", "momentum", "weight_decay", "label_smoothing", "grad_clip"):
         values[key] = float(values[key])
     if not all(isinstance(m, str) and m for m in values["ops_modules"]):
-        raise cfg.error("training", "ops_modules", values["ops_modules"], "expected a list of module names or .py paths")
+        raise cfg.error("training", "ops_modules", values["ops_modules"],
+                        "expected a list of module names or .py paths")
     values["ops_modules"] = tuple(values["ops_modules"])
     try:
         settings = TrainSettings(**values)
