@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=int, help="parallel evaluation workers")
     run.add_argument("--batch-size", dest="batch_size", type=int, help="proposals per strategy update")
     run.add_argument("--backend", help="where evaluations run: loky (local processes, default), dask, ray, "
-                                       "threading")
+                                       "threading, simulated (virtual workers on a virtual clock)")
     run.add_argument("--address", help="scheduler of a running cluster (dask: tcp://host:8786; ray: host:port)")
     run.add_argument("--mode", choices=("batch", "async"),
                      help="batch (reproducible) or async (steady state: a child per free worker)")
