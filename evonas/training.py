@@ -149,6 +149,76 @@ def _augment(x, mode: str, gen):
     return out
 
 
+class TrainStepper:
+    """One network's minibatch training, one step at a time: :func:`train_steps` runs it to the end, and
+    :mod:`evonas.multitrain` interleaves several. Same arguments as :func:`train_steps`; the model is put
+    in train mode."""
+
+    def __init__(self, model, x, y, settings: TrainSettings, *, steps: int, seed: int, device: str,
+                 lr: float | None = None, schedule: bool = True):
+        import torch
+        from torch import nn
+
+        self.model, self.x, self.y, self.settings, self.steps = model, x, y, settings, int(steps)
+        self.gen = torch.Generator().manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.lr = float(lr if lr is not None else settings.lr)
+        if settings.optimizer == "sgd":
+            self.opt = torch.optim.SGD(self.params, lr=self.lr, momentum=settings.momentum,
+                                       nesterov=settings.momentum > 0, weight_decay=settings.weight_decay)
+        else:
+            self.opt = torch.optim.AdamW(self.params, lr=self.lr, weight_decay=settings.weight_decay)
+        self.factor = _schedule(settings, self.steps) if schedule else (lambda step: 1.0)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
+        self.cuda = str(device).startswith("cuda")
+        self.n = len(y)
+        self.bs = min(settings.batch_size, self.n)
+        self.order = torch.randperm(self.n, generator=self.gen).to(x.device)
+        self.pos = 0
+        self.tail = max(1, self.steps // 4)
+        self.tail_sum = torch.zeros((), device=x.device)
+        self.done_steps = 0
+        model.train()
+
+    @property
+    def done(self) -> bool:
+        return self.done_steps >= self.steps
+
+    def step(self) -> None:
+        """One optimiser step; raises :class:`NonFiniteLoss` when the loss stops being finite."""
+        import torch
+        from torch import nn
+
+        step, steps, settings = self.done_steps, self.steps, self.settings
+        if self.pos + self.bs > self.n:
+            self.order = torch.randperm(self.n, generator=self.gen).to(self.x.device)
+            self.pos = 0
+        idx = self.order[self.pos:self.pos + self.bs]
+        self.pos += self.bs
+        xb, yb = self.x[idx], self.y[idx]
+        if settings.augment != "none":
+            xb = _augment(xb, settings.augment, self.gen)
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr * self.factor(step)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
+            loss = self.loss_fn(self.model(xb), yb)
+        if not self.cuda or step % 25 == 24 or step == steps - 1:
+            if not torch.isfinite(loss).item():
+                raise NonFiniteLoss(f"non-finite training loss ({loss.item()}) at step {step}")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if settings.grad_clip:
+            nn.utils.clip_grad_norm_(self.params, settings.grad_clip)
+        self.opt.step()
+        if step >= steps - self.tail:
+            self.tail_sum += loss.detach().float()
+        self.done_steps += 1
+
+    def result(self) -> dict[str, float]:
+        """``train_loss`` (mean over the last quarter of steps) and ``steps``."""
+        return {"train_loss": float(self.tail_sum.item()) / self.tail, "steps": float(self.steps)}
+
+
 def train_steps(model, x, y, settings: TrainSettings, *, steps: int, seed: int, device: str,
                 lr: float | None = None, schedule: bool = True) -> dict[str, float]:
     """Train ``model`` in place for ``steps`` minibatch steps on tensors ``x``, ``y`` (already on ``device``).
@@ -156,51 +226,10 @@ def train_steps(model, x, y, settings: TrainSettings, *, steps: int, seed: int, 
     Returns ``train_loss`` (mean over the last quarter of steps) and ``steps``; raises
     :class:`NonFiniteLoss` when the loss stops being finite.
     """
-    import torch
-    from torch import nn
-
-    gen = torch.Generator().manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
-    params = [p for p in model.parameters() if p.requires_grad]
-    lr = float(lr if lr is not None else settings.lr)
-    if settings.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=lr, momentum=settings.momentum, nesterov=settings.momentum > 0,
-                              weight_decay=settings.weight_decay)
-    else:
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=settings.weight_decay)
-    factor = _schedule(settings, steps) if schedule else (lambda step: 1.0)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
-    cuda = str(device).startswith("cuda")
-    n = len(y)
-    bs = min(settings.batch_size, n)
-    order = torch.randperm(n, generator=gen).to(x.device)
-    pos = 0
-    tail = max(1, steps // 4)
-    tail_sum = torch.zeros((), device=x.device)
-    model.train()
-    for step in range(steps):
-        if pos + bs > n:
-            order = torch.randperm(n, generator=gen).to(x.device)
-            pos = 0
-        idx = order[pos:pos + bs]
-        pos += bs
-        xb, yb = x[idx], y[idx]
-        if settings.augment != "none":
-            xb = _augment(xb, settings.augment, gen)
-        for group in opt.param_groups:
-            group["lr"] = lr * factor(step)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            loss = loss_fn(model(xb), yb)
-        if not cuda or step % 25 == 24 or step == steps - 1:
-            if not torch.isfinite(loss).item():
-                raise NonFiniteLoss(f"non-finite training loss ({loss.item()}) at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if settings.grad_clip:
-            nn.utils.clip_grad_norm_(params, settings.grad_clip)
-        opt.step()
-        if step >= steps - tail:
-            tail_sum += loss.detach().float()
-    return {"train_loss": float(tail_sum.item()) / tail, "steps": float(steps)}
+    stepper = TrainStepper(model, x, y, settings, steps=steps, seed=seed, device=device, lr=lr, schedule=schedule)
+    while not stepper.done:
+        stepper.step()
+    return stepper.result()
 
 
 def recalibrate_bn(model, x, *, batch_size: int = 512, limit: int = 2048) -> None:
@@ -273,13 +302,22 @@ def short_train(graph, data, settings: TrainSettings, *, seed: int, device: str 
 
         torch.cuda.synchronize(device)
     metrics["train_time_s"] = time.perf_counter() - start
+    metrics.update(score_trained(model, (x_tr, y_tr, x_va, y_va, x_te, y_te), settings, device=device))
+    return model, metrics
+
+
+def score_trained(model, arrays, settings: TrainSettings, *, device: str) -> dict[str, float]:
+    """A trained ``model``'s BatchNorm recalibrated on the training split, then ``val_acc``, ``val_loss``,
+    ``test_acc``, ``test_loss`` and ``params``; ``arrays`` as :func:`device_arrays` returns them."""
+    x_tr, _, x_va, y_va, x_te, y_te = arrays
     recalibrate_bn(model, x_tr, batch_size=settings.eval_batch_size)
+    metrics: dict[str, float] = {}
     metrics["val_acc"], metrics["val_loss"] = evaluate(model, x_va, y_va, device=device,
                                                        batch_size=settings.eval_batch_size)
     metrics["test_acc"], metrics["test_loss"] = evaluate(model, x_te, y_te, device=device,
                                                          batch_size=settings.eval_batch_size)
     metrics["params"] = float(sum(p.numel() for p in model.parameters()))
-    return model, metrics
+    return metrics
 
 
 def import_ops_modules(specs: Sequence[str], base_dir: Path | None = None) -> None:
@@ -310,6 +348,6 @@ def save_weights(model, directory: str | Path, key: int) -> Path | None:
     return path
 
 
-__all__ = ["TrainSettings", "short_train", "train_steps", "evaluate", "build_for", "recalibrate_bn",
-           "select_device", "worker_threads", "device_arrays", "NonFiniteLoss", "import_ops_modules",
-           "save_weights"]
+__all__ = ["TrainSettings", "short_train", "train_steps", "TrainStepper", "score_trained", "evaluate", "build_for",
+           "recalibrate_bn", "select_device", "worker_threads", "device_arrays", "NonFiniteLoss",
+           "import_ops_modules", "save_weights"]

@@ -188,10 +188,23 @@ def test_python_api_search_with_training(tmp_path):
 
 def test_gpu_throughput_benchmark_runs_tiny_on_cpu(tmp_path):
     out = tmp_path / "gpu.json"
-    proc = subprocess.run([sys.executable, "benchmarks/gpu_throughput.py", "--tiny", "--workers", "1", "--steps", "2",
-                           "--device", "cpu", "--no-markdown", "--json", str(out)],
+    proc = subprocess.run([sys.executable, "benchmarks/gpu_throughput.py", "--tiny", "--configs", "1x1,1x2,2x1",
+                           "--inline", "--device", "cpu", "--no-markdown", "--json", str(out)],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr
     res = json.loads(out.read_text())
-    assert res["device"].startswith("cpu") and res["runs"][0]["workers"] == 1
-    assert res["runs"][0]["images_per_s"] > 0 and "gpu_util_mean" not in res["runs"][0]
+    assert res["device"].startswith("cpu") and res["gpu"] is None and res["torch"] == torch.__version__
+    runs = {r["config"]: r for r in res["runs"]}
+    assert list(runs) == ["1x1", "1x2", "2x1"] and not any("error" in r for r in runs.values())
+    for config, r in runs.items():
+        assert r["cells"] == r["workers"] * r["group"] and len(r["archs"]) == r["cells"]
+        assert r["images"] == r["cells"] * res["settings"]["timed_steps"] * res["settings"]["batch"]
+        assert r["images_per_s"] > 0 and r["first_step_s"] > 0 and r["failed"] == 0
+        assert r["s_per_cell_epoch"] == pytest.approx(50_000 / r["images_per_s"])
+        assert r["s_per_epoch_each"] == pytest.approx(r["s_per_cell_epoch"] * r["cells"])
+        assert "gpu_util_mean" not in r and "peak_mem_mib_per_worker" not in r  # CPU: no GPU figures
+    assert runs["1x1"]["vs_solo"] == 1.0 and runs["1x2"]["archs"] == runs["2x1"]["archs"]  # same cells
+    assert res["best"]["config"] in runs and "s per cell-epoch" in proc.stdout.splitlines()[-1]
+    bad = subprocess.run([sys.executable, "benchmarks/gpu_throughput.py", "--tiny", "--configs", "2y1"],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert bad.returncode != 0 and "'2y1' is not WORKERSxGROUP" in bad.stderr
