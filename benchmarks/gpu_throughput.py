@@ -18,7 +18,7 @@ alone; seconds per epoch as each cell sees it; GPU utilisation (NVML, else ``nvi
 included); the first step (compile) time.
 
     python benchmarks/gpu_throughput.py                      # on a GPU: 1x1, 2x1 .. 8x1, 1x2 .. 1x8, 2x4, 4x2
-    python benchmarks/gpu_throughput.py --compile            # ... and 1x1+default, 1x4+cudagraphs, 1x1+reduce-overhead
+    python benchmarks/gpu_throughput.py --compile            # ... and 1x4+cudagraphs, 1x1+default, 1x1+reduce-overhead
     python benchmarks/gpu_throughput.py --configs 1x1,4x2,1x4+cudagraphs
     python benchmarks/gpu_throughput.py --tiny --device cpu  # seconds on CPU (C=4, N=1)
 
@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 EPOCH_IMAGES = 50_000  # one CIFAR-10 training epoch
 FULL = dict(C=16, N=5, batch=256, images=EPOCH_IMAGES, side=32, warmup=10, epochs=1.0,
             configs="1x1,2x1,4x1,8x1,1x2,1x4,1x8,2x4,4x2")
-COMPILED = "1x1+default,1x4+cudagraphs,1x1+reduce-overhead"
+COMPILED = "1x4+cudagraphs,1x1+default,1x1+reduce-overhead"
 TINY = dict(C=4, N=1, batch=16, images=64, side=32, warmup=2, epochs=0.0, steps=2, configs="1x1,2x1,1x2")
 CONFIG = re.compile(r"^(\d+)x(\d+)(?:\+([\w-]+))?$")
 
@@ -83,9 +83,25 @@ def _cells(rank: int, group: int):
         yield k, space.to_graph(genome), space.to_string(genome)
 
 
+def _die_with_benchmark() -> None:
+    """In a spawned worker: end when the benchmark process dies, even by SIGKILL (best effort)."""
+    if mp.parent_process() is None:
+        return
+    try:
+        import os
+
+        from evonas.evaluator import _die_with_parent
+
+        _die_with_parent(os.getppid())
+    except ImportError:
+        pass
+
+
 def _worker(rank: int, group: int, mode: str, p: dict, device: str, ready, go, results) -> None:
     try:
         import torch
+
+        _die_with_benchmark()
 
         from evonas.models import build_model
         from evonas.multitrain import GroupOptions, GroupTrainer
@@ -293,9 +309,12 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto", help="auto (cuda:0 when present), cpu, cuda:N")
     parser.add_argument("--inline", action="store_true", help="run 1-worker configurations in this process")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per configuration before it fails")
+    parser.add_argument("--max-seconds", type=float, default=0.0,
+                        help="start no further configuration after this many seconds (0: no limit)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--markdown", action="store_true", help="write BENCHMARKS.md even when not on a GPU")
     parser.add_argument("--no-markdown", action="store_true", help="never write BENCHMARKS.md")
+    parser.add_argument("--markdown-to", help="write the section into this file instead of BENCHMARKS.md")
     args = parser.parse_args(argv)
     p = dict(TINY if args.tiny else FULL)
     configs = parse_configs((args.configs or p["configs"]) + ("," + COMPILED if args.compile else ""))
@@ -314,7 +333,15 @@ def main(argv=None) -> int:
         if device.startswith("cuda") else "CPU"
     res = {"device": f"{device} ({name})", "gpu": name if device.startswith("cuda") else None,
            "torch": torch.__version__, "settings": p, "runs": []}
+    write_md = (device.startswith("cuda") or args.markdown or args.markdown_to) and not args.no_markdown
+    cmd = "python benchmarks/gpu_throughput.py" + (" --tiny" if args.tiny else "") + \
+        (f" --configs {args.configs}" if args.configs else "") + (" --compile" if args.compile else "")
+    began = time.perf_counter()
     for workers, group, mode in configs:
+        if args.max_seconds and time.perf_counter() - began > args.max_seconds:
+            print(f"{label(workers, group, mode):>22}: skipped (--max-seconds {args.max_seconds:g} passed)", flush=True)
+            res.setdefault("skipped", []).append(label(workers, group, mode))
+            continue
         r = measure(workers, group, mode, p, device, inline=args.inline, timeout=args.timeout)
         res["runs"].append(r)
         summarize(res)
@@ -328,17 +355,15 @@ def main(argv=None) -> int:
                   f"{r['first_step_s']:.1f} s", flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+        if write_md:  # after every configuration: a run cut short keeps its section
+            from benchmarks.markdown import BENCHMARKS_MD, write_section
+
+            write_section("gpu_throughput", markdown(res, cmd, machine()), Path(args.markdown_to or BENCHMARKS_MD))
     best = res.get("best")
     if best:
         print(f"best: {best['config']}: {best['s_per_cell_epoch']:.3f} s per cell-epoch, "
               f"{_fmt(best['vs_solo'], '.2f', 'x')} one cell alone ({_fmt(best['solo_s_per_epoch'], '.3f', ' s')} "
               "per epoch)", flush=True)
-    if (device.startswith("cuda") or args.markdown) and not args.no_markdown:
-        from benchmarks.markdown import write_section
-
-        cmd = "python benchmarks/gpu_throughput.py" + (" --tiny" if args.tiny else "") + \
-            (f" --configs {args.configs}" if args.configs else "") + (" --compile" if args.compile else "")
-        write_section("gpu_throughput", markdown(res, cmd, machine()))
     return 0 if best else 1
 
 

@@ -189,7 +189,7 @@ def test_python_api_search_with_training(tmp_path):
 def test_gpu_throughput_benchmark_runs_tiny_on_cpu(tmp_path):
     out = tmp_path / "gpu.json"
     proc = subprocess.run([sys.executable, "benchmarks/gpu_throughput.py", "--tiny", "--configs", "1x1,1x2,2x1",
-                           "--inline", "--device", "cpu", "--no-markdown", "--json", str(out)],
+                           "--inline", "--device", "cpu", "--markdown-to", str(tmp_path / "B.md"), "--json", str(out)],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr
     res = json.loads(out.read_text())
@@ -205,6 +205,9 @@ def test_gpu_throughput_benchmark_runs_tiny_on_cpu(tmp_path):
         assert "gpu_util_mean" not in r and "peak_mem_mib_per_worker" not in r  # CPU: no GPU figures
     assert runs["1x1"]["vs_solo"] == 1.0 and runs["1x2"]["archs"] == runs["2x1"]["archs"]  # same cells
     assert res["best"]["config"] in runs and "s per cell-epoch" in proc.stdout.splitlines()[-1]
+    section = (tmp_path / "B.md").read_text()
+    assert "<!-- BEGIN gpu_throughput -->" in section and "Device: **cpu (CPU)**" in section
+    assert section.count("\n| 1x2 | 2 | ") == 1 and f"Best: **{res['best']['config']}**" in section
     bad = subprocess.run([sys.executable, "benchmarks/gpu_throughput.py", "--tiny", "--configs", "2y1"],
                          capture_output=True, text=True, cwd=REPO, timeout=60)
     assert bad.returncode != 0 and "'2y1' is not WORKERSxGROUP" in bad.stderr
