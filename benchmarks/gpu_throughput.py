@@ -215,7 +215,7 @@ def measure(workers: int, group: int, mode: str, p: dict, device: str, inline: b
             sampler = GpuSampler(int(device.split(":")[1]) if ":" in device else 0)
             sampler.start()
         go.set()
-        rows = [results.get(timeout=timeout) for _ in range(workers)]
+        rows = sorted((results.get(timeout=timeout) for _ in range(workers)), key=lambda r: r["rank"])
         if sampler is not None:
             sampler.stop.set()
             sampler.join()

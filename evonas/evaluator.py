@@ -74,9 +74,43 @@ def evaluate_one(fitness: Fitness, space: SearchSpace, cand: Candidate, ctx: Eva
         result = as_result(fitness(Architecture(cand.arch, graph, space.name), ctx), required)
     except Exception as err:  # noqa: BLE001 - a bad individual must not stop the search
         result = EvalResult.failed(error_text(err))
-    elapsed = result.elapsed_s if result.elapsed_s is not None else time.perf_counter() - start
+    return _trial(cand, ctx, result, time.perf_counter() - start)
+
+
+def _trial(cand: Candidate, ctx: EvalContext, result: EvalResult, measured: float) -> Trial:
+    """The trial of ``result``; its elapsed time is what the fitness stated, else ``measured``."""
+    elapsed = result.elapsed_s if result.elapsed_s is not None else measured
     return Trial(step=cand.key, arch=cand.arch, canonical_hash=cand.canonical_hash, metrics=result.metrics,
                  status=result.status, error=result.error, seed=ctx.seed, elapsed_s=elapsed, worker=worker_id())
+
+
+def run_group(fitness: Fitness, space: SearchSpace, cands: Sequence[Candidate], ctxs: Sequence[EvalContext],
+              required: Sequence[str] = (), main_pid: int = 0) -> list[Trial]:
+    """What a worker runs for a group of candidates that the fitness evaluates together, in this process
+    (``fitness.evaluate_group(archs, ctxs)``, e.g. ``[training] group``). A candidate whose string does
+    not parse fails alone; an exception of the fitness fails the whole group."""
+    if main_pid:
+        _watch_parent(main_pid)
+    start = time.perf_counter()
+    results: list[EvalResult | None] = [None] * len(cands)
+    archs, todo = [], []
+    for i, cand in enumerate(cands):
+        try:
+            archs.append(Architecture(cand.arch, space.to_graph(space.from_string(cand.arch)), space.name))
+            todo.append(i)
+        except Exception as err:  # noqa: BLE001 - a bad individual must not stop the search
+            results[i] = EvalResult.failed(error_text(err))
+    try:
+        if todo:
+            for i, value in zip(todo, fitness.evaluate_group(archs, [ctxs[i] for i in todo]), strict=True):
+                results[i] = as_result(value, required)
+    except Exception as err:  # noqa: BLE001
+        for i in todo:
+            results[i] = EvalResult.failed(error_text(err))
+    finally:
+        release_gpu_memory()
+    elapsed = (time.perf_counter() - start) / max(1, len(todo))  # the group's time, shared out
+    return [_trial(c, ctx, r, elapsed) for c, ctx, r in zip(cands, ctxs, results)]
 
 
 def release_gpu_memory() -> None:
@@ -237,7 +271,10 @@ class Evaluator:
     comes from (``seed``, candidate key).
 
     ``isolate``: each evaluation in its own process forked from the worker (``None``: whenever evaluations
-    run in worker processes, i.e. ``jobs != 1``, a cluster backend, or a ``time_limit``). ``time_limit``:
+    run in worker processes, i.e. ``jobs != 1``, a cluster backend, or a ``time_limit``; never for a
+    fitness that evaluates groups). A fitness with an ``evaluate_group(archs, ctxs)`` method and a
+    ``group`` size above 1 gets the candidates in groups of that size, one group per worker task
+    (:func:`run_group`; :mod:`evonas.multitrain` trains a group on one GPU at once). ``time_limit``:
     seconds per evaluation (0: none; needs isolation; not applied to ``inline`` fitness, which never
     leaves the main process). ``retries``: extra attempts for a failed evaluation.
 
@@ -268,7 +305,11 @@ class Evaluator:
         self.time_limit = float(time_limit)
         self.retries = int(retries)
         self.inline = bool(self.fitness.inline)
-        if self.inline:
+        self.group = max(1, int(self.fitness.group or 1))
+        if self.group > 1 and isolate:
+            raise ValueError(f"isolate: a fitness that evaluates groups ({self.group} candidates per worker task) "
+                             "trains them in one process, not one forked process each; set isolate = false")
+        if self.inline or self.group > 1:
             isolate = False
         elif isolate is None:
             isolate = backend in PROCESS_BACKENDS and (bool(self.time_limit) or self.jobs != 1
@@ -359,15 +400,20 @@ class Evaluator:
     @property
     def in_flight(self) -> int:
         """Evaluations submitted and not yet returned by :meth:`wait`."""
-        return len(self._futures) + len(self._queue) + len(self._ready)
+        return sum(map(len, self._futures.values())) + len(self._queue) + len(self._ready)
 
     def submit(self, cand: Candidate) -> None:
         """Start evaluating ``cand`` (queued while all workers are busy)."""
+        self.submit_many([cand])
+
+    def submit_many(self, cands: Sequence[Candidate]) -> None:
+        """Start evaluating ``cands``, in order (queued while all workers are busy; grouped for a fitness
+        that evaluates groups)."""
         self.open()
-        if isinstance(self._pool, InlinePool):
-            self._ready.append(self._inline(cand, 1))
+        if isinstance(self._pool, InlinePool) and self.group == 1:
+            self._ready.extend(self._inline(cand, 1) for cand in cands)
             return
-        self._queue.append((cand, 1))
+        self._queue.extend((cand, 1) for cand in cands)
         self._fill()
 
     def _inline(self, cand: Candidate, attempt: int) -> Trial:
@@ -380,10 +426,15 @@ class Evaluator:
 
     def _fill(self) -> None:
         while self._queue and len(self._futures) < self._pool.capacity:
-            cand, attempt = self._queue.popleft()
-            fut = self._pool.submit(run_task, self.fitness, self.space, cand, self.context(cand), self.required,
-                                    self.time_limit, self.isolate, self._main_pid)
-            self._futures[fut] = (cand, attempt)
+            items = [self._queue.popleft() for _ in range(min(self.group, len(self._queue)))]
+            cands = [cand for cand, _ in items]
+            if self.group > 1:
+                fut = self._pool.submit(run_group, self.fitness, self.space, cands,
+                                        [self.context(c) for c in cands], self.required, self._main_pid)
+            else:
+                fut = self._pool.submit(run_task, self.fitness, self.space, cands[0], self.context(cands[0]),
+                                        self.required, self.time_limit, self.isolate, self._main_pid)
+            self._futures[fut] = items
 
     def wait(self, timeout: float | None = None) -> list[Trial]:
         """Block until at least one evaluation is final (retries done); returns the final trials (empty
@@ -401,32 +452,35 @@ class Evaluator:
             done = self._pool.wait(list(self._futures), timeout=left)
             if not done:
                 break
-            for fut in sorted(done, key=lambda f: self._futures[f][0].key):
-                cand, attempt = self._futures.pop(fut)
-                trial = self._result(fut, cand, attempt)
-                if not trial.ok and attempt <= self.retries:
-                    self._queue.append((cand, attempt + 1))
-                else:
-                    out.append(trial)
+            for fut in sorted(done, key=lambda f: self._futures[f][0][0].key):
+                items = self._futures.pop(fut)
+                for trial, (cand, attempt) in zip(self._results(fut, items), items):
+                    if not trial.ok and attempt <= self.retries:
+                        self._queue.append((cand, attempt + 1))
+                    else:
+                        out.append(trial)
             self._fill()
         return out
 
-    def _result(self, fut: cf.Future, cand: Candidate, attempt: int) -> Trial:
+    def _results(self, fut: cf.Future, items: Sequence[tuple[Candidate, int]]) -> list[Trial]:
         try:
-            trial = fut.result()
+            value = fut.result()
+            trials = value if isinstance(value, list) else [value]
         except Exception as err:  # noqa: BLE001 - the worker, not the fitness, failed
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             kind = "worker died: " if is_worker_death(err) else ""
-            trial = _failed(cand, self.context(cand), f"{kind}{type(err).__name__}: {first}"[:2000], 0.0)
-            trial.worker = ""
-        trial.attempts = attempt
-        return trial
+            trials = [_failed(cand, self.context(cand), f"{kind}{type(err).__name__}: {first}"[:2000], 0.0)
+                      for cand, _ in items]
+            for trial in trials:
+                trial.worker = ""
+        for trial, (_, attempt) in zip(trials, items):
+            trial.attempts = attempt
+        return trials
 
     # --- batches ----------------------------------------------------------------------------------------
     def evaluate_iter(self, candidates: Sequence[Candidate]) -> Iterator[Trial]:
         """Trials for ``candidates`` in completion order (no fitness hooks)."""
-        for cand in candidates:
-            self.submit(cand)
+        self.submit_many(candidates)
         remaining = len(candidates)
         while remaining:
             trials = self.wait()

@@ -178,12 +178,13 @@ def train_group(models: Sequence[Any], x, y, settings: TrainSettings, *, steps: 
 
 
 def short_train_group(graphs: Sequence[Any], data, settings: TrainSettings, *, seeds: Sequence[int],
-                      device: str = "cpu", init=None, steps: int | Sequence[int] | None = None,
+                      device: str = "cpu", init=None, steps: int | Sequence[int | None] | None = None,
                       options: GroupOptions | None = None) -> list[tuple[Any, dict[str, float]] | NonFiniteLoss]:
     """:func:`evonas.training.short_train` for several architectures at once: build each from its seed
     (warm-started from ``init``), train them as one group, then recalibrate and score each.
 
-    Returns, per graph, ``(model, metrics)`` or the :class:`NonFiniteLoss` that ended its training.
+    ``steps``: for all or per network (``None``: the settings' budget). Returns, per graph,
+    ``(model, metrics)`` or the :class:`NonFiniteLoss` that ended its training.
     ``train_time_s`` is the wall time of the whole group's training (the networks overlap).
     """
     models, metrics = [], []
@@ -196,8 +197,9 @@ def short_train_group(graphs: Sequence[Any], data, settings: TrainSettings, *, s
         metrics.append(m)
     arrays = device_arrays(data, device)
     x_tr, y_tr = arrays[:2]
-    if steps is None:
-        steps = settings.total_steps(len(y_tr))
+    budget = settings.total_steps(len(y_tr))
+    steps = [budget if k is None else int(k) for k in
+             ([steps] * len(models) if steps is None or isinstance(steps, int) else steps)]
     outcomes, timing = train_group(models, x_tr, y_tr, settings, steps=steps, seeds=seeds, device=device,
                                    options=options)
     out: list[tuple[Any, dict[str, float]] | NonFiniteLoss] = []

@@ -42,6 +42,7 @@ class TrainSettings:
     threads: int = 1
     grad_clip: float = 5.0
     ops_modules: tuple[str, ...] = ()
+    group: int = 1  # >1: a worker trains that many individuals at once (evonas.multitrain; isolate = false)
 
     def __post_init__(self):
         for key, ok in (("C", self.C >= 1), ("N", self.N >= 1), ("steps", self.steps >= 0),
@@ -51,7 +52,7 @@ class TrainSettings:
                         ("label_smoothing", 0 <= self.label_smoothing < 1),
                         ("schedule", self.schedule in SCHEDULES), ("warmup", self.warmup >= 0),
                         ("augment", self.augment in AUGMENTS), ("eval_batch_size", self.eval_batch_size >= 1),
-                        ("threads", self.threads >= 0), ("grad_clip", self.grad_clip >= 0)):
+                        ("threads", self.threads >= 0), ("grad_clip", self.grad_clip >= 0), ("group", self.group >= 1)):
             if not ok:
                 raise ValueError(f"{key}: invalid value {getattr(self, key)!r}" + {
                     "optimizer": f" (one of {', '.join(OPTIMIZERS)})", "schedule": f" (one of {', '.join(SCHEDULES)})",

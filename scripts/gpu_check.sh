@@ -4,7 +4,8 @@
 #   1. benchmarks/gpu_throughput.py --compile: one cell alone, 2/4/8 worker processes, groups of 2/4/8 on
 #      streams, 2x4 and 4x2, and three compiled configurations; writes its BENCHMARKS.md section;
 #   2. `evonas run` of a real-training config (digits, C=16, N=2) in batch mode with --jobs 1 (twice),
-#      --jobs 4 and --jobs 4 with isolated evaluations: are the evaluations identical?
+#      --jobs 4 and --jobs 4 with isolated evaluations, and with [training] group = 2 under --jobs 1 and
+#      --jobs 2: are the evaluations identical (same seeds)?
 #   3. scripts/gpu_determinism.py (plain and --deterministic): grouped vs solo training, weight by weight;
 #   4. the GPU tests: tests/test_multitrain.py, slow ones included.
 # Results under $OUT (at most 8 files): gpu_check.log (everything printed), gpu_throughput.json,
@@ -89,9 +90,11 @@ timeout 320 "$PY" benchmarks/gpu_throughput.py "${BENCH[@]}" --json "$OUT/gpu_th
 echo "exit status $?"
 [[ $SMOKE == 1 ]] || cp BENCHMARKS.md "$OUT/BENCHMARKS.md"
 
-step "2. evonas run (batch mode): --jobs 1 twice, --jobs 4, --jobs 4 isolated"
-for isolate in false true; do
-  cat > "$WORK/jobs-$isolate.toml" <<EOF
+step "2. evonas run (batch mode): --jobs 1 twice, --jobs 4, --jobs 4 isolated; groups of 2 with --jobs 1 and 2"
+for variant in false true group; do
+  isolate=$variant group=1
+  [[ $variant == group ]] && isolate=false group=2
+  cat > "$WORK/jobs-$variant.toml" <<EOF
 [space]
 name = "nb201"
 [strategy]
@@ -107,6 +110,7 @@ name = "digits"
 [training]
 $TRAIN
 batch_size = 64
+group = $group
 [search]
 budget = $BUDGET
 seed = 5
@@ -114,7 +118,7 @@ batch_size = 4
 isolate = $isolate
 EOF
 done
-run() {  # name, jobs, isolate
+run() {  # name, jobs, config variant
   local start=$SECONDS
   timeout 80 "$PY" -m evonas.cli run "$WORK/jobs-$3.toml" --out "$WORK/$1" --jobs "$2" --quiet
   echo "$1: exit status $?, $((SECONDS - start)) s"
@@ -123,27 +127,30 @@ run jobs1 1 false
 run jobs1-again 1 false
 run jobs4 4 false
 run jobs4-isolated 4 true
+run jobs1-group2 1 group
+run jobs2-group2 2 group
 "$PY" - "$WORK" "$OUT/jobs_check.json" <<'EOF'
 import csv, json, sys
 from pathlib import Path
 work, out = Path(sys.argv[1]), Path(sys.argv[2])
 keys = ("step", "arch", "status", "val_acc", "val_loss", "test_acc", "train_loss")
 runs = {}
-for name in ("jobs1", "jobs1-again", "jobs4", "jobs4-isolated"):
+for name in ("jobs1", "jobs1-again", "jobs4", "jobs4-isolated", "jobs1-group2", "jobs2-group2"):
     path = work / name / "history.csv"
     runs[name] = [{k: r.get(k) for k in keys} for r in csv.DictReader(path.open())] if path.exists() else None
-ref = runs["jobs1"]
-report = {"runs": runs, "identical_to_jobs1": {}}
-for name, rows in runs.items():
-    if name == "jobs1":
-        continue
+# (run, reference): jobs must not change evaluations; group 2 against solo says what channels_last changes
+pairs = [("jobs1-again", "jobs1"), ("jobs4", "jobs1"), ("jobs4-isolated", "jobs1"), ("jobs2-group2", "jobs1-group2"),
+         ("jobs1-group2", "jobs1")]
+report = {"runs": runs, "identical": {}}
+for name, ref_name in pairs:
+    rows, ref = runs[name], runs[ref_name]
     same = ref is not None and rows == ref
     diff = None
     if ref and rows and len(rows) == len(ref) and all(a["arch"] == b["arch"] for a, b in zip(ref, rows)):
         diff = max(abs(float(a[k] or "nan") - float(b[k] or "nan")) for a, b in zip(ref, rows)
                    for k in ("val_acc", "val_loss", "test_acc"))
-    report["identical_to_jobs1"][name] = same
-    print(f"{name:>15} vs jobs1: {'identical' if same else 'DIFFERENT'}"
+    report["identical"][f"{name} vs {ref_name}"] = same
+    print(f"{name:>15} vs {ref_name}: {'identical' if same else 'DIFFERENT'}"
           + ("" if rows else " (no history)") + (f", largest metric difference {diff:.3g}" if diff is not None else ""))
 out.write_text(json.dumps(report, indent=2) + "\n")
 EOF
@@ -160,5 +167,5 @@ echo "exit status $?"
 
 checks 2>&1 | tee "$LOG"
 echo; echo "=== summary"
-grep -E "^ *(best:|[0-9]+x[0-9]+[+a-z-]*:)|vs jobs1|identical [0-9]|deterministic=|passed|failed" "$LOG" | tail -n 30
+grep -E "^ *(best:|[0-9]+x[0-9]+[+a-z-]*:)| vs jobs|identical [0-9]|deterministic=|passed|failed" "$LOG" | tail -n 30
 rm -rf "$WORK"

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from evonas.data import load_dataset
+from evonas.fitness import Fitness
 from evonas.multitrain import GroupOptions, GroupTrainer, short_train_group
 from evonas.spaces import NB201Space
 from evonas.training import NonFiniteLoss, TrainSettings, build_for, device_arrays, short_train, train_steps
@@ -102,3 +103,77 @@ def test_cuda_group_compiled_learns():
     # the cudagraphs backend compiles in seconds; inductor modes are measured by benchmarks/gpu_throughput.py
     for _, metrics in _cuda_group(GroupOptions(compile="cudagraphs"), steps=30):
         assert math.isfinite(metrics["train_loss"]) and metrics["val_acc"] > 0.3
+
+
+class _GroupRecorder(Fitness):
+    """A fitness that evaluates groups and records them."""
+
+    group = 3
+
+    def __init__(self):
+        self.calls: list[list[int]] = []
+
+    def __call__(self, arch, ctx):
+        raise AssertionError("a grouped fitness is not called one candidate at a time")
+
+    def evaluate_group(self, archs, ctxs):
+        self.calls.append([c.key for c in ctxs])
+        return [{"score": float(c.key), "seed": float(c.seed)} for c in ctxs]
+
+
+def test_evaluator_hands_a_grouped_fitness_its_candidates_in_groups():
+    from evonas.evaluator import Candidate, Evaluator, evaluation_seed
+
+    space = NB201Space()
+    cands = [Candidate(k, ARCHS[k % 3], f"h{k}") for k in range(7)]
+    cands[4] = Candidate(4, "not a cell", "h4")
+    fitness = _GroupRecorder()
+    trials = Evaluator(fitness, space, seed=9, required=["score"]).evaluate(cands)
+    assert fitness.calls == [[0, 1, 2], [3, 5], [6]]  # the unparsable candidate fails alone
+    assert [t.step for t in trials] == list(range(7)) and [t.ok for t in trials] == [True] * 4 + [False] + [True] * 2
+    assert all(t.metrics["seed"] == float(evaluation_seed(9, t.step)) for t in trials if t.ok)
+    fitness = _GroupRecorder()
+    with Evaluator(fitness, space, seed=9, required=["score"], jobs=2, backend="threading") as ev:
+        assert [(t.step, t.metrics) for t in ev.evaluate(cands)] == [(t.step, t.metrics) for t in trials]
+    assert sorted(fitness.calls) == [[0, 1, 2], [3, 5], [6]]
+    with pytest.raises(ValueError, match="isolate: a fitness that evaluates groups"):
+        Evaluator(_GroupRecorder(), space, isolate=True)
+
+
+def test_grouped_training_in_a_search_gives_the_same_trials():
+    from dataclasses import replace
+
+    import evonas
+    from evonas.data import DataSpec
+    from evonas.fitness.train import TrainingFitness
+
+    settings = TrainSettings(C=4, N=1, steps=6, batch_size=32)
+
+    def run(group):
+        fitness = TrainingFitness(DataSpec("digits"), replace(settings, group=group))
+        result = evonas.search(NB201Space(), fitness, ["val_acc"], report=["test_acc"], strategy="random",
+                               budget=5, batch_size=5, seed=0, isolate=False)
+        return sorted(result.trials, key=lambda t: t.step)
+
+    def table(trials):
+        return [(t.step, t.arch, t.seed, _without_time(t.metrics)) for t in trials]
+
+    alone = run(1)
+    in_twos = run(2)  # groups of 2, 2 and 1
+    in_threes = run(3)  # groups of 3 and 2
+    assert table(in_twos) == table(alone) and table(in_threes) == table(alone)
+    # a group's members share its training wall time: the group path was taken
+    assert in_twos[0].metrics["train_time_s"] == in_twos[1].metrics["train_time_s"] != in_twos[2].metrics["train_time_s"]
+    assert len({t.metrics["train_time_s"] for t in alone}) == 5
+
+
+def test_a_group_needs_isolate_false_in_a_config(tmp_path):
+    from evonas.config import ConfigError, load_config
+    from tiny_configs import digits_toml
+
+    path = tmp_path / "group.toml"
+    path.write_text(digits_toml('name = "random"', "C = 4\nN = 1\nsteps = 4\ngroup = 4", "budget = 4\njobs = 4"))
+    with pytest.raises(ConfigError, match=r"\[training\] group = 4: a group trains in one worker process"):
+        load_config(path).build_fitness()
+    path.write_text(path.read_text() + "isolate = false\n")
+    assert load_config(path).build_fitness().group == 4

@@ -62,9 +62,17 @@ class Fitness:
     inline: bool = False
     #: warm-start settings (:class:`evonas.warmstart.WarmStartSettings`) of a training fitness; ``None``: none
     warm: Any = None
+    #: candidates a worker task evaluates together through :meth:`evaluate_group` (1: one at a time)
+    group: int = 1
 
     def __call__(self, arch: Architecture, ctx: EvalContext) -> EvalResult | Mapping[str, float]:
         raise NotImplementedError
+
+    def evaluate_group(self, archs: Sequence[Architecture],
+                       ctxs: Sequence[EvalContext]) -> list[EvalResult | Mapping[str, float]]:
+        """In a worker, when ``group > 1``: evaluate ``archs`` together (their results in order); here one
+        after another. An exception fails the whole group."""
+        return [self(arch, ctx) for arch, ctx in zip(archs, ctxs)]
 
     def before_batch(self, candidates: Sequence[Any] = ()) -> None:
         """Main process, before the batch ``candidates`` (:class:`evonas.evaluator.Candidate`) is dispatched."""
@@ -98,7 +106,7 @@ class Fitness:
 
 #: the hooks of :class:`Fitness` (a plain callable defining one of them must subclass :class:`Fitness`)
 HOOKS = ("before_batch", "after_batch", "state_dict", "load_state_dict", "use_run_dir", "identity",
-         "keep_weights", "initializer")
+         "keep_weights", "initializer", "evaluate_group")
 
 
 class FunctionFitness(Fitness):
@@ -120,7 +128,7 @@ def as_fitness(fitness: Fitness | Callable[..., Any]) -> Fitness:
         return fitness
     if not callable(fitness):
         raise TypeError(f"fitness: expected a callable (arch, ctx) -> metrics, got {type(fitness).__name__}")
-    defined = [h for h in (*HOOKS, "inline") if hasattr(fitness, h)]
+    defined = [h for h in (*HOOKS, "inline", "group") if hasattr(fitness, h)]
     if defined:
         raise TypeError(f"fitness: {type(fitness).__name__} defines {', '.join(defined)} but is not an "
                         "evonas.fitness.Fitness; subclass it so that these hooks are called")

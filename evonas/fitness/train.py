@@ -309,28 +309,52 @@ class TrainingFitness(Fitness):
         init.match_norm = self.warm.match_norm
         return init
 
-    def __call__(self, arch: Architecture, ctx: EvalContext) -> EvalResult:
+    @property
+    def group(self) -> int:
+        """Individuals a worker trains at once (``[training] group``; :meth:`evaluate_group`)."""
+        return self.settings.group
+
+    def _prepare(self, ctx: EvalContext, slot: int):
+        """In the worker: threads and ops modules set up; ``(device, data, initializer)``."""
         import torch
 
         torch.set_num_threads(worker_threads(self.settings.threads, self.jobs))
         import_ops_modules(self.settings.ops_modules, self.base_dir)
-        device = ctx.device or select_device(self.settings.device, ctx.key)
-        data = self.dataset()
-        init = self.initializer()
-        budget = dict(ctx.budget or {})
+        return ctx.device or select_device(self.settings.device, slot), self.dataset(), self.initializer()
+
+    def __call__(self, arch: Architecture, ctx: EvalContext) -> EvalResult:
+        device, data, init = self._prepare(ctx, ctx.key)
         try:
             model, metrics = short_train(arch.graph, data, self.settings, seed=ctx.seed, device=device, init=init,
-                                         steps=budget.get("steps"))
+                                         steps=dict(ctx.budget or {}).get("steps"))
         except NonFiniteLoss as err:
             return EvalResult.failed(str(err))
+        return self._finish(model, metrics, ctx.key)
+
+    def evaluate_group(self, archs: Sequence[Architecture], ctxs: Sequence[EvalContext]) -> list[EvalResult]:
+        """Train ``archs`` at once on one device (:func:`evonas.multitrain.short_train_group`), each from its
+        context's seed: on CPU each result equals its :meth:`__call__` bit for bit. Groups go round-robin
+        over the GPUs."""
+        from evonas.multitrain import short_train_group
+
+        device, data, init = self._prepare(ctxs[0], ctxs[0].key // max(1, self.group))
+        outcomes = short_train_group([a.graph for a in archs], data, self.settings, seeds=[c.seed for c in ctxs],
+                                     device=device, init=init, steps=[dict(c.budget or {}).get("steps") for c in ctxs])
+        return [EvalResult.failed(str(out)) if isinstance(out, NonFiniteLoss) else self._finish(*out, ctx.key)
+                for out, ctx in zip(outcomes, ctxs)]
+
+    def _finish(self, model, metrics: dict[str, float], key: int) -> EvalResult:
+        """Save what the run keeps of a trained network (weights, online warm-start state)."""
+        import torch
+
         if self.weights_dir:
-            save_weights(model, self.weights_dir, ctx.key)
+            save_weights(model, self.weights_dir, key)
         if self.online and self.workdir is not None:
             state = {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()
                      if v.is_floating_point()}
-            tmp = os.path.join(self.workdir, f".trained-{ctx.key}.pt.tmp")
+            tmp = os.path.join(self.workdir, f".trained-{key}.pt.tmp")
             torch.save(state, tmp)
-            os.replace(tmp, os.path.join(self.workdir, f"trained-{ctx.key}.pt"))
+            os.replace(tmp, os.path.join(self.workdir, f"trained-{key}.pt"))
         return EvalResult(metrics)
 
 
@@ -352,7 +376,7 @@ _TRAINING_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     "momentum": ((float, int), 0.9), "weight_decay": ((float, int), 5e-4),
     "label_smoothing": ((float, int), 0.1), "schedule": ((str,), "cosine"), "warmup": ((int,), 0),
     "augment": ((str,), "none"), "eval_batch_size": ((int,), 512), "device": ((str,), "auto"),
-    "threads": ((int,), 1), "grad_clip": ((float, int), 5.0), "ops_modules": ((list,), []),
+    "threads": ((int,), 1), "grad_clip": ((float, int), 5.0), "ops_modules": ((list,), []), "group": ((int,), 1),
 }
 
 
@@ -429,6 +453,9 @@ def _train_fitness(cfg: RunConfig, section: Mapping[str, Any], space) -> Trainin
                         f"not a metric of kind 'train' (it returns: {', '.join(METRICS)})")
     if warm is not None and warm.init:
         _check_init(cfg, warm, settings)
+    if settings.group > 1 and cfg.search.get("isolate", True):
+        raise cfg.error("training", "group", settings.group, "a group trains in one worker process, not one forked "
+                        "process per evaluation: set [search] isolate = false (and no time_limit)")
     return TrainingFitness(data, settings, warm, space=space, jobs=cfg.search.get("jobs", 1),
                            seed=cfg.search.get("seed", 0), base_dir=cfg.base_dir)
 
