@@ -385,7 +385,8 @@ class Evaluator:
         self.open()
         iso = ", isolated" if self.isolate else ""
         limit = f", time limit {self.time_limit:g}s" if self.time_limit else ""
-        return f"{self._pool.describe()}{iso}{limit}"
+        group = f", groups of {self.group}" if self.group > 1 else ""
+        return f"{self._pool.describe()}{iso}{limit}{group}"
 
     # --- fitness hooks (main process) -------------------------------------------------------------------
     def before(self, candidates: Sequence[Candidate]) -> None:

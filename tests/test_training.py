@@ -93,6 +93,7 @@ def _config(tmp_path, extra="", warm="", search="budget = 4\nseed = 3\njobs = 1\
     ("training", 'device = "tpu"', "device"),
     ("training", 'lr = "fast"', "lr"),
     ("training", "epocs = 3", "epocs"),
+    ("training", "group = 0", "group"),
     ("data", 'name = "mnist"', "name"),
     ("data", 'name = "npz"\npath = "missing.npz"', "path"),
     ("data", "val_fraction = 1.5", "val_fraction"),
