@@ -272,9 +272,9 @@ class Evaluator:
 
     ``isolate``: each evaluation in its own process forked from the worker (``None``: whenever evaluations
     run in worker processes, i.e. ``jobs != 1``, a cluster backend, or a ``time_limit``; never for a
-    fitness that evaluates groups). A fitness with an ``evaluate_group(archs, ctxs)`` method and a
-    ``group`` size above 1 gets the candidates in groups of that size, one group per worker task
-    (:func:`run_group`; :mod:`evonas.multitrain` trains a group on one GPU at once). ``time_limit``:
+    fitness that evaluates groups). A fitness whose ``group`` is above 1 gets the candidates in groups of
+    that size, one :meth:`~evonas.fitness.Fitness.evaluate_group` call per worker task (:func:`run_group`;
+    the ``train`` kind's ``[training] group`` trains a group on one GPU at once). ``time_limit``:
     seconds per evaluation (0: none; needs isolation; not applied to ``inline`` fitness, which never
     leaves the main process). ``retries``: extra attempts for a failed evaluation.
 
