@@ -48,10 +48,8 @@ from benchmarks.markdown import machine, write_section  # noqa: E402
 from evonas.bench import (BenchRow, bench_rows, best_report_at, group, queries_to_hit,  # noqa: E402
                           read_bench_csv, replay, top_set, write_bench_csv)
 from evonas.fitness.table import load_table  # noqa: E402
-from evonas.genome import make_genome  # noqa: E402
 from evonas.predictor import MetaRankPredictor, encode_table, meta_train  # noqa: E402
 from evonas.predictor.model import single_thread  # noqa: E402
-from evonas.strategies import Strategy, make_strategy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TABLE = ROOT.parent / "shared" / "data" / "nasbench201.csv"
@@ -66,66 +64,6 @@ MISLEADING = ("inverted", "shuffled", "small-nets")
 FOREIGN = {"pi5_torchmobile_latency_ms": "Pi 5 latency, PyTorch Mobile (ms, min)",
            "pi5_onnx_energy_mj": "Pi 5 energy, ONNX Runtime (mJ, min)"}
 ZC_COLUMNS = ("synflow", "logsynflow", "naswot", "nregions", "params_m")
-
-
-# --- Optuna TPE as an evonas strategy ------------------------------------------------------------------
-class OptunaTPE(Strategy):
-    """Optuna's TPE sampler over a cell space's edges (one categorical parameter per edge)."""
-
-    name = "tpe"
-
-    def __init__(self, space, objectives, random_state=None, **kwargs):
-        super().__init__(space, objectives, random_state, **kwargs)
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        direction = "maximize" if self.weights[0] > 0 else "minimize"
-        self.study = optuna.create_study(direction=direction,
-                                         sampler=optuna.samplers.TPESampler(seed=random_state))
-        self.known: dict[str, float] = {}  # canonical hash -> value of an evaluated cell
-        self.open: dict[str, list] = {}  # canonical hash -> optuna trials waiting for its value
-
-    def _suggest(self):
-        trial = self.study.ask()
-        ops = list(self.space.ops)
-        genes = [ops.index(trial.suggest_categorical(f"e{i}{j}", ops)) for i, j in self.space.edges]
-        return trial, make_genome(genes)
-
-    def ask(self, n):
-        out = []
-        for _ in range(n):
-            for _ in range(1000):
-                trial, genome = self._suggest()
-                h = self.space.canonical_hash(genome)
-                if h in self.known:  # already evaluated (or an isomorphic cell was): no query spent
-                    self.study.tell(trial, self.known[h])
-                    continue
-                if h in self.open:  # proposed in this batch: told when its value arrives
-                    self.open[h].append(trial)
-                    continue
-                self.open[h] = [trial]
-                out.append(genome)
-                break
-            else:  # TPE keeps proposing known cells: a fresh random one
-                genome = self.fresh(self.toolbox.individual, set(self.open))
-                self.open.setdefault(self.space.canonical_hash(genome), [])
-                out.append(genome)
-        return out
-
-    def tell(self, genomes, trials):
-        super().tell(genomes, trials)
-        for genome, trial in zip(genomes, trials):
-            value = genome.fitness.values[0]
-            value = value if math.isfinite(value) else (-1e9 if self.weights[0] > 0 else 1e9)
-            self.known[trial.canonical_hash] = value
-            for t in self.open.pop(trial.canonical_hash, []):
-                self.study.tell(t, value)
-
-
-def make(algo, space, objectives, seed, **params):
-    if algo == "tpe":
-        return OptunaTPE(space, objectives, seed)
-    return make_strategy(algo, space, objectives, seed, **params)
 
 
 # --- predictors ----------------------------------------------------------------------------------------
@@ -183,7 +121,7 @@ def searches(table: Path, work: Path, fitness: str, report: str, algo: str, seed
             return rows, float(clock.read_text())
     params = {"meta": {"predictor": str(predictor)}} if predictor else None
     start = time.perf_counter()
-    rows = bench_rows(replay(table, fitness, report, [algo], budget, seeds, goal=goal, params=params, make=make))
+    rows = bench_rows(replay(table, fitness, report, [algo], budget, seeds, goal=goal, params=params))
     seconds = time.perf_counter() - start
     write_bench_csv(path, rows)
     clock.write_text(f"{seconds!r}\n")

@@ -85,22 +85,23 @@ def test_deterministic_and_deduplicated(table_path, predictor_file):
     assert [t.arch for t in tc] != [t.arch for t in ta]
 
 
-def test_misleading_prior_falls_back_to_rea(table_path, inverted_file, nb201_table):
+def test_misleading_prior_falls_back_to_the_scratch_model(table_path, inverted_file, nb201_table):
     strategy, trials = run(table_path, inverted_file, 40, seed=0)
     values = np.array([t.metrics[C10] for t in trials])
-    # the first pick is among the prior's favourites, i.e. among the worst cells; trust collapses at once
+    # the first pick is among the prior's favourites, i.e. among the worst cells; trust collapses within n_init
     assert values[0] < np.quantile(nb201_table.column(C10), 0.05)
-    assert strategy.trace[1]["trust"] < strategy.min_trust  # after one observed pair
-    assert max(t["trust"] for t in strategy.trace[1:]) < 0.2
-    # so the rest of the initial population is random, and evolution still climbs
-    assert np.sum(values[:10] < np.quantile(nb201_table.column(C10), 0.05)) <= 2
+    assert strategy.trace[strategy.n_init - 1]["trust"] < strategy.min_trust
+    assert max(t["trust"] for t in strategy.trace[strategy.n_init:]) < 0.2
+    # the task model and REA's offspring take over and still climb
+    assert np.sum(values[:10] < np.quantile(nb201_table.column(C10), 0.05)) <= strategy.n_init - 1
     assert values.max() >= np.quantile(nb201_table.column(C10), 0.99)
 
 
 def test_confidence_zero_is_plain_rea(table_path, inverted_file):
     strategy, _ = run(table_path, inverted_file, 12, seed=1)
     state = strategy.state_dict()
-    state["scores"] = [-1.0] * strategy.window  # a checkpoint where the predictor was wrong every time
+    # a checkpoint where both models were wrong every time
+    state["scores"] = {"prior": [-1.0] * strategy.window, "scratch": [-1.0] * strategy.window}
     strategy.load_state_dict(state)
     assert strategy.confidence == 0.0
     # REA continued from the same population, generator and seen set proposes exactly the same children
@@ -108,6 +109,28 @@ def test_confidence_zero_is_plain_rea(table_path, inverted_file):
                                sample=strategy.sample_size)
     rea.load_state_dict(strategy.state_dict())
     assert [list(g) for g in strategy.ask(3)] == [list(g) for g in rea.ask(3)]
+
+
+def test_prior_weight_follows_the_prequential_scores(table_path, inverted_file, predictor_file):
+    """The prior's weight: a misleading prior that cannot adapt hands over to the scratch GP; a good one keeps
+    the lead."""
+    frozen = MetaRankPredictor.load(inverted_file).set_params(adapt_method="none")
+    bad, _ = run(table_path, frozen, 20, seed=1)
+    assert bad.trace[-1]["weight"] < 0.1 and bad.score("scratch") > bad.score("prior")
+    good, _ = run(table_path, predictor_file, 20, seed=1)  # adapted as usual
+    assert good.trace[-1]["weight"] > 0.5 and good.score("prior") > good.score("scratch")
+    bad.scores = {"prior": [-1.0] * bad.window, "scratch": [1.0] * bad.window}
+    assert bad.weight < 0.01
+    bad.scores = {"prior": [1.0] * bad.window, "scratch": [-1.0] * bad.window}
+    assert bad.weight > 0.99
+    # at weight 0 the proposal is the task model's: the best expected improvement of the pool
+    bad.scores = {"prior": [-1.0] * 1000, "scratch": [1.0] * 1000}
+    bad.credit, bad.temperature, bad.explore = 0.0, 1e-3, 0
+    rng_state = dict(bad.rng.bit_generator.state)
+    genomes, _, scratch_acq = bad._pool(set(), 0.0, bad.confidence)
+    best = bad.space.canonical_hash(genomes[int(np.argmax(scratch_acq))])
+    bad.rng.bit_generator.state = rng_state  # the same offspring and explored rows again
+    assert bad.space.canonical_hash(bad.ask(1)[0]) == best
 
 
 def test_state_dict_resumes_exactly(table_path, predictor_file):
@@ -155,8 +178,8 @@ def test_large_space_uses_a_sampled_pool():
     X = np.stack([space.encode(g) for g in genomes])
     model = MetaRankPredictor(random_state=0, **TINY).fit(X, [n_conv(g) for g in genomes])
     model.meta_ = {"space": space.describe()}
-    strategy = MetaEvolution(space, [Objective("convs")], 0, predictor=model, pool=200, population=6)
-    assert strategy._universe is None
+    strategy = MetaEvolution(space, [Objective("convs")], 0, predictor=model, pool=200, mutants=50)
+    assert strategy.universe is None
     best = 0
     for _ in range(20):
         g = strategy.ask(1)[0]
@@ -174,7 +197,8 @@ def test_validation(predictor_file, tmp_path):
         MetaEvolution(space, obj, 0)
     with pytest.raises(ValueError, match="^predictor: file not found"):
         MetaEvolution(space, obj, 0, predictor=tmp_path / "missing.pt")
-    for key, value in (("picks", 1.5), ("candidates", 0), ("kappa", -1.0), ("sample", 11), ("window", 0)):
+    for key, value in (("n_init", 0), ("kappa", -1.0), ("window", 0), ("temperature", 0.0), ("min_trust", 2.0),
+                       ("shortlist", 0)):
         with pytest.raises(ValueError, match=f"^{key}:"):
             MetaEvolution(space, obj, 0, predictor=predictor_file, **{key: value})
     with pytest.raises(ValueError, match="^predictor: .*trained on space"):
@@ -191,7 +215,7 @@ name = "nb201"
 [strategy]
 name = "meta"
 predictor = "preds/p.pt"
-population = 6
+n_init = 3
 [fitness]
 kind = "table"
 table = "{table_path}"
@@ -261,7 +285,7 @@ def test_meta_strategy_steers_real_training(predictor_file, tmp_path):
     """The same search loop with real short training on digits: the table-trained prior picks the first cells."""
     shutil.copy(predictor_file, tmp_path / "p.pt")
     cfg_path = tmp_path / "digits-meta.toml"
-    cfg_path.write_text(digits_toml('name = "meta"\npredictor = "p.pt"\npopulation = 4\ncandidates = 8',
+    cfg_path.write_text(digits_toml('name = "meta"\npredictor = "p.pt"\nn_init = 4',
                                     "C = 4\nN = 1\nsteps = 8\nbatch_size = 32",
                                     "budget = 6\nseed = 0\njobs = 1\nbatch_size = 2\nisolate = false"))
     result = run_config(load_config(cfg_path), tmp_path / "out")
@@ -270,7 +294,7 @@ def test_meta_strategy_steers_real_training(predictor_file, tmp_path):
     # the first proposal is the prior's top pick: the CIFAR-trained predictor's best-ranked cell
     space = NB201Space()
     first = space.from_string(result.trials[0].arch)
-    strategy = MetaEvolution(space, [Objective("val_acc")], 0, predictor=predictor_file, population=4)
+    strategy = MetaEvolution(space, [Objective("val_acc")], 0, predictor=predictor_file, n_init=4)
     assert space.canonical_hash(strategy.ask(1)[0]) == space.canonical_hash(first)
 
 

@@ -380,7 +380,7 @@ class MetaRankPredictor(BaseEstimator):
                 var = (phi ** 2) @ self._prior_var(k) if return_std else None
             else:  # mixture over the member's adapted heads (see adapt)
                 parts = [(p, phi @ w, None if cov is None or not return_std else
-                          np.einsum("ij,jk,ik->i", phi, cov, phi)) for p, w, cov in self.heads_[k]]
+                          ((phi @ cov) * phi).sum(1)) for p, w, cov in self.heads_[k]]
                 mean = sum(p * mu for p, mu, _ in parts)
                 if return_std:  # a fine-tuned head has no posterior: the ensemble's spread only
                     var = sum(p * ((0.0 if v is None else v) + mu ** 2) for p, mu, v in parts) - mean ** 2

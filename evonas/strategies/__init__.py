@@ -1,4 +1,6 @@
-"""Search strategies: ``random``, ``rea`` (regularized evolution), ``nsga2``, or ``"module:Class"``."""
+"""Search strategies: ``random``, ``rea`` (regularized evolution), ``nsga2``, ``meta`` (meta-learned prior
+and a GP of the task, mixed as far as each predicts), ``gp`` (Bayesian optimisation), ``optuna``/``tpe``
+(Optuna samplers), ``replay`` (another task's leaderboard), ``reinforce``, or ``"module:Class"``."""
 
 from __future__ import annotations
 
