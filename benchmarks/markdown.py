@@ -43,3 +43,27 @@ def machine() -> str:
     except ImportError:
         pass
     return desc
+
+
+def resolve_sizes(ap, args, sizes: dict[str, tuple[int, int]]) -> list[str]:
+    """Fill each unset option ``name`` of ``sizes`` (name -> (full, --quick) default), reject values below 1
+    with ``ap.error``, and return the options given on the command line (for the section's command)."""
+    given = [f"--{key.replace('_', '-')} {getattr(args, key)}" for key in sizes if getattr(args, key) is not None]
+    for key, (full, quick) in sizes.items():
+        if getattr(args, key) is None:
+            setattr(args, key, quick if args.quick else full)
+        elif getattr(args, key) < 1:
+            ap.error(f"--{key.replace('_', '-')}: must be >= 1, got {getattr(args, key)}")
+    return given
+
+
+def publish(name: str, body: str, res: dict, args) -> None:
+    """Print a benchmark's section, write ``--json`` and, unless ``--no-markdown`` (or ``--quick`` without
+    ``--md``), the section ``name`` of BENCHMARKS.md (or ``--md``)."""
+    import json
+
+    print(body)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, default=float))
+    if args.markdown and (args.md or not args.quick):
+        write_section(name, body, *([Path(args.md)] if args.md else []))

@@ -44,7 +44,7 @@ from scipy.stats import kendalltau, spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.markdown import machine, write_section  # noqa: E402
+from benchmarks.markdown import machine, publish, resolve_sizes  # noqa: E402
 from evonas.bench import (BenchRow, bench_rows, best_report_at, group, queries_to_hit,  # noqa: E402
                           read_bench_csv, replay, top_set, write_bench_csv)
 from evonas.fitness.table import load_table  # noqa: E402
@@ -543,21 +543,11 @@ def main(argv=None) -> int:
         ap.error(f"--datasets: unknown {', '.join(unknown)} (choose from {', '.join(DATASETS)})")
     defaults = {"seeds": (30, 3), "budget": (300, 60), "nats_budget": (100, 25), "repeats": (5, 1),
                 "proxy_cells": (200, 6)}
-    given = [f"--{key.replace('_', '-')} {getattr(args, key)}" for key in defaults if getattr(args, key) is not None]
-    for key, (full, quick) in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, quick if args.quick else full)
-        elif getattr(args, key) < 1:
-            ap.error(f"--{key.replace('_', '-')}: must be >= 1, got {getattr(args, key)}")
+    given = resolve_sizes(ap, args, defaults)
     command = " ".join(["python benchmarks/meta_search.py", *(["--quick"] if args.quick else []), *given,
                         *([f"--datasets {','.join(args.datasets)}"] if list(args.datasets) != list(DATASETS) else [])])
     res = run(args)
-    body = markdown(res, command)
-    print(body)
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, default=float))
-    if args.markdown and (args.md or not args.quick):
-        write_section("meta_search", body, *([Path(args.md)] if args.md else []))
+    publish("meta_search", markdown(res, command), res, args)
     return 0
 
 

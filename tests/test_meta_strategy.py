@@ -22,7 +22,7 @@ from evonas.spaces import CellSpace, DAGSpace, NB201Space
 from evonas.strategies import STRATEGIES, RegularizedEvolution, make_strategy
 from evonas.strategies.meta import MetaEvolution
 from evonas.trial import Objective, Trial
-from tiny_configs import digits_toml
+from tiny_configs import digits_toml, table_toml
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(steps=60, n_members=2, hidden=(32,), embed=8, batch_size=128)
@@ -209,21 +209,7 @@ def test_config_resolves_the_predictor_path(table_path, predictor_file, tmp_path
     (tmp_path / "preds").mkdir()
     (tmp_path / "preds" / "p.pt").write_bytes(predictor_file.read_bytes())
     cfg_path = tmp_path / "meta.toml"
-    cfg_path.write_text(f'''
-[space]
-name = "nb201"
-[strategy]
-name = "meta"
-predictor = "preds/p.pt"
-n_init = 3
-[fitness]
-kind = "table"
-table = "{table_path}"
-objectives = ["{C10}"]
-[search]
-budget = 12
-seed = 1
-''')
+    cfg_path.write_text(table_toml(table_path, C10, 'name = "meta"\npredictor = "preds/p.pt"\nn_init = 3'))
     result = run_config(load_config(cfg_path), tmp_path / "out")
     assert len(result.trials) == 12 and result.best.metrics[C10] > 93.0
     cfg_path.write_text(cfg_path.read_text().replace("preds/p.pt", "preds/nope.pt"))

@@ -18,6 +18,7 @@ from evonas.strategies.bayesopt import GPSearch
 from evonas.strategies.optuna import OptunaSearch, OptunaTPE
 from evonas.strategies.replay import LeaderboardReplay
 from evonas.trial import Objective, Trial
+from tiny_configs import table_toml
 
 C10 = "cifar10_test200"
 SPACE = NB201Space()
@@ -165,29 +166,15 @@ def test_gp_on_a_space_too_large_to_enumerate():
 
 def test_config_and_cli_names(table_path, tmp_path, capsys):
     cfg = tmp_path / "c.toml"
-    template = f'''
-[space]
-name = "nb201"
-[strategy]
-name = "NAME"
-EXTRA
-[fitness]
-kind = "table"
-table = "{table_path}"
-objectives = ["{C10}"]
-[search]
-budget = 12
-seed = 1
-'''
     for name, extra in (("optuna", 'sampler = "TPESampler"\nsampler_args = {multivariate = true}'),
                         ("tpe", ""), ("gp", "n_init = 4"),
                         ("replay", 'leaderboard = "t.csv"\ncolumn = "cifar100_test200"')):
         if name == "replay":
             (tmp_path / "t.csv").write_bytes(table_path.read_bytes())  # a path relative to the config
-        cfg.write_text(template.replace("NAME", name).replace("EXTRA", extra))
+        cfg.write_text(table_toml(table_path, C10, f'name = "{name}"\n{extra}'))
         result = run_config(load_config(cfg), tmp_path / f"out-{name}")
         assert len(result.trials) == 12 and len({t.canonical_hash for t in result.trials}) == 12
-    cfg.write_text(template.replace("NAME", "optuna").replace("EXTRA", 'sampler = "Nope"'))
+    cfg.write_text(table_toml(table_path, C10, 'name = "optuna"\nsampler = "Nope"'))
     with pytest.raises(ConfigError, match=r"\[strategy\] sampler = 'Nope'"):
         run_config(load_config(cfg), tmp_path / "bad")
     common = ["bench", "--table", str(table_path), "--fitness", C10, "--report", C10, "--budget", "12",

@@ -1,4 +1,4 @@
-"""Genome configs for the tests' small real-training runs on scikit-learn's digits."""
+"""Genome configs for the tests: small real-training runs on scikit-learn's digits, and table searches."""
 
 from __future__ import annotations
 
@@ -22,4 +22,20 @@ name = "digits"
 {extra}
 [search]
 {search}
+"""
+
+
+def table_toml(table: object, metric: str, strategy: str, budget: int = 12, seed: int = 1) -> str:
+    """TOML of a NAS-Bench-201 table search maximising ``metric``; ``strategy`` is the body of that section."""
+    return f"""[space]
+name = "nb201"
+[strategy]
+{strategy}
+[fitness]
+kind = "table"
+table = "{table}"
+objectives = ["{metric}"]
+[search]
+budget = {budget}
+seed = {seed}
 """

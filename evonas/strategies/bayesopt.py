@@ -44,7 +44,7 @@ class ObservedGP:
         self.X: list[np.ndarray] = []
         self.y: list[float] = []
         self.p: list[float] = []
-        self.cols: list[np.ndarray] = []  # distances universe -> observation
+        self._D: np.ndarray | None = None  # distances universe -> observation, one column per observation
         self.n_fit = 0
         self.n_grid = 0  # observations at the last hyperparameter search
 
@@ -55,7 +55,13 @@ class ObservedGP:
         if self.prior is not None:
             self.p.append(float(self.prior([genome])[0]))
         if self.u is not None:
-            self.cols.append(hamming(self.u.X, x[None, :])[:, 0].astype(np.float32))
+            n = len(self.y)
+            if self._D is None or self._D.shape[1] < n:  # grow by doubling
+                grown = np.empty((len(self.u.X), max(64, 2 * n)), dtype=np.float32)
+                if self._D is not None:
+                    grown[:, : n - 1] = self._D[:, : n - 1]
+                self._D = grown
+            self._D[:, n - 1] = hamming(self.u.X, x[None, :])[:, 0]
 
     @property
     def ready(self) -> bool:
@@ -78,9 +84,15 @@ class ObservedGP:
     def predict_rows(self, rows: np.ndarray, return_std: bool = False):
         """Posterior (normal-score units) of universe rows."""
         self.fit()
-        D = np.stack(self.cols, axis=1)[rows] if len(rows) else np.zeros((0, len(self.cols)))
+        D = self._D[rows, : len(self.y)] if len(rows) else np.zeros((0, len(self.y)))
         prior = self.prior_rows[rows] if self.prior_rows is not None else None
         return self.gp.predict_distances(D, return_std, prior)
+
+    def predict_observed(self) -> np.ndarray:
+        """Posterior means of the observations themselves."""
+        self.fit()
+        prior = np.asarray(self.p) if self.prior is not None else None
+        return self.gp.predict(np.stack(self.X), False, prior)
 
     def predict(self, genomes: Sequence[Genome], return_std: bool = False):
         self.fit()

@@ -182,6 +182,7 @@ class MetaEvolution(Strategy):
         self.n_asked = 0
         self.trace: list[dict[str, float]] = []  # (n observations, trust, prior weight) after each tell
         self._mean_all: np.ndarray | None = None  # the adapted prior's mean over the universe (cache)
+        self._trust: tuple[int, float] = (-1, 0.0)  # (observations, trust) cache
         with self._threads():
             self._feats = self._universe_features()
             self._prior_all, self._prior_scale = self._standardised_prior()
@@ -244,7 +245,9 @@ class MetaEvolution(Strategy):
             return float(self.predictor.trust_)
         if len(self.obs_y) < 2:
             return float(self.predictor.prior_trust)
-        return self.predictor.trust(self._obs_X(), np.asarray(self.obs_y))
+        if self._trust[0] != len(self.obs_y):  # cached per observation count
+            self._trust = (len(self.obs_y), self.predictor.trust(self._obs_X(), np.asarray(self.obs_y)))
+        return self._trust[1]
 
     def score(self, model: str) -> float:
         """A model's recent prequential concordance, backed by ``credit`` pseudo-observations of its
@@ -262,7 +265,7 @@ class MetaEvolution(Strategy):
         return float(expit((self.score("prior") - self.score("scratch")) / self.temperature))
 
     def _obs_X(self) -> np.ndarray:
-        return np.stack([self.space.encode(g) for g in self.obs_genes]).astype(np.float32)
+        return np.stack(self.scratch.X)  # the task model holds every observation's encoding, in order
 
     # --- proposals --------------------------------------------------------------------------------------
     def _offspring(self, k: int, taken) -> list[Genome]:
@@ -381,7 +384,7 @@ class MetaEvolution(Strategy):
         prev = [make_genome(g) for g in self.obs_genes]
         prev_y = np.asarray(self.obs_y)
         prev_pred = {"prior": self.predict(prev) if prev else None,
-                     "scratch": self.scratch.predict(prev) if prev and self.scratch.ready else None}
+                     "scratch": self.scratch.predict_observed() if prev and self.scratch.ready else None}
         for genome, trial in zip(genomes, trials):
             asked = self.asked.pop(trial.canonical_hash, None)
             value = genome.fitness.values[0] * weight if genome.fitness.valid else -np.inf
@@ -425,6 +428,7 @@ class MetaEvolution(Strategy):
         self.obs_y = [float(v) for v in state["obs_y"]]
         self.asked = {str(k): [None if p is None else float(p) for p in v] for k, v in state["asked"].items()}
         self.scores = {k: [float(s) for s in v] for k, v in state["scores"].items()}
+        self._trust = (-1, 0.0)
         self.scratch = self._task_model()
         self.scratch.restore([make_genome(g) for g in self.obs_genes], self.obs_y, state["scratch"])
         self.predictor.reset()
