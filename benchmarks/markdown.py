@@ -67,3 +67,14 @@ def publish(name: str, body: str, res: dict, args) -> None:
         Path(args.json).write_text(json.dumps(res, default=float))
     if args.markdown and (args.md or not args.quick):
         write_section(name, body, *([Path(args.md)] if args.md else []))
+
+
+def header(*columns: str) -> list[str]:
+    """A markdown table's header and rule lines."""
+    return ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+
+
+def claims(verdicts) -> list[str]:
+    """The "must-show claims" subsection: one row per ``(claim, holds, measured)``."""
+    rows = [f"| {claim} | {'yes' if ok else '**no**'} | {measured} |" for claim, ok, measured in verdicts]
+    return ["", "### The issue's must-show claims, as measured", "", *header("claim", "holds", "measured"), *rows]

@@ -44,7 +44,7 @@ from scipy.stats import kendalltau, spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.markdown import machine, publish, resolve_sizes  # noqa: E402
+from benchmarks.markdown import claims, header, machine, publish, resolve_sizes  # noqa: E402
 from evonas.bench import (BenchRow, bench_rows, best_report_at, group, queries_to_hit,  # noqa: E402
                           read_bench_csv, replay, top_set, write_bench_csv)
 from evonas.fitness.table import load_table  # noqa: E402
@@ -387,11 +387,6 @@ def verdicts(res: dict) -> list[tuple[str, bool, str]]:
     return out
 
 
-def header(*columns: str) -> list[str]:
-    """A markdown table's header and rule lines."""
-    return ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-
-
 def anytime_cells(ours: dict, rea: dict | None, goal: str, fmt: str) -> str:
     """Table cells: mean best so far at each checkpoint, with the seeds behind ``rea`` in brackets."""
     cells = []
@@ -515,9 +510,7 @@ def markdown(res: dict, command: str) -> str:
     for name, r in p["rows"].items():
         lines.append(f"| {name} | `{r['column']}` | {r['spearman_table']:.3f} | {r['spearman_test200_ours']:.3f} | "
                      f"{r['spearman_test200_table']:.3f} |")
-    lines += ["", "### The issue's must-show claims, as measured", "", *header("claim", "holds", "measured")]
-    for claim, ok, measured in verdicts(res):
-        lines.append(f"| {claim} | {'yes' if ok else '**no**'} | {measured} |")
+    lines += claims(verdicts(res))
     return "\n".join(lines)
 
 

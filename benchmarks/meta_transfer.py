@@ -43,7 +43,7 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.markdown import machine, publish, resolve_sizes  # noqa: E402
+from benchmarks.markdown import claims, header, machine, publish, resolve_sizes  # noqa: E402
 from benchmarks.unlike_tasks import consensus, unlike_task  # noqa: E402
 from evonas.bench import top_set  # noqa: E402
 from evonas.fitness.table import load_table  # noqa: E402
@@ -290,10 +290,6 @@ def verdicts(res: dict) -> list[tuple[str, bool, str]]:
     return out
 
 
-def header(*columns: str) -> list[str]:
-    return ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-
-
 def markdown(res: dict, command: str) -> str:
     b, n = res["budget"], res["seeds"]
     train = [v for v in res["train_seconds"].values() if v]
@@ -340,10 +336,8 @@ def markdown(res: dict, command: str) -> str:
     lines += ["", f"Seconds per whole {b}-query search (no early stop; {res['overhead_task']}; one thread, table "
               f"lookups, so this is the strategy's own cost), mean over {len(o['cpu']['meta'])} seeds, CPU "
               "(wall on the shared machine): " + ", ".join(
-                  f"{a} {np.mean(o['cpu'][a]):.2f} s ({np.mean(o['wall'][a]):.2f} s)" for a in o["cpu"]) + ".", "",
-              "### The issue's must-show claims, as measured", "", *header("claim", "holds", "measured")]
-    for claim, ok, measured in verdicts(res):
-        lines.append(f"| {claim} | {'yes' if ok else '**no**'} | {measured} |")
+                  f"{a} {np.mean(o['cpu'][a]):.2f} s ({np.mean(o['wall'][a]):.2f} s)" for a in o["cpu"]) + ".",
+              *claims(verdicts(res))]
     return "\n".join(lines)
 
 
