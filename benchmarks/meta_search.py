@@ -18,9 +18,11 @@ two datasets' ``test200`` columns (``evonas.predictor.meta_train``, default sett
 5. **Zero-cost proxies computed by evonas** (``evonas.proxies``) on ``--proxy-cells`` random cells:
    Spearman with the table's precomputed columns and with ``test200``.
 
-Optuna TPE samples the 6 edges as categorical parameters (``TPESampler(seed=seed)``, default settings);
-a proposal whose canonical hash was already evaluated is answered from the cache without spending a
-query (the same dedupe evonas's strategies get), so every query is a distinct cell.
+Optuna TPE is ``--algo tpe`` (``evonas.strategies.optuna``): the 6 edges as categorical parameters,
+default settings; a proposal whose canonical hash was already evaluated is answered from the cache
+without spending a query (the same dedupe evonas's strategies get), so every query is a distinct cell.
+The published section predates it (TPE was then a class of this script, seeded once per search) and
+predates the current ``meta`` (see the ``meta_transfer`` section).
 
     python benchmarks/meta_search.py                 # the full setting (about 65 min on 2 CPU cores)
     python benchmarks/meta_search.py --quick         # a smoke run: 3 seeds, small budgets
