@@ -96,8 +96,10 @@ def clock_stats(runs: Sequence[BenchRun]) -> dict[str, dict[str, float]]:
 
 
 def write_bench_csv(path: str | Path, rows: Sequence[BenchRow]) -> Path:
+    from evonas.atomic import atomic_open
+
     path = Path(path)
-    with path.open("w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(BENCH_FIELDS)
         for r in rows:

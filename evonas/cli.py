@@ -15,6 +15,8 @@ from evonas._version import __version__
 from evonas.config import ConfigError, RunConfig, load_config
 
 EXIT_USAGE = 2
+TRUST_HELP = ("import the plugin code (space, ops, fitness) the run directory names; without it, reading a run "
+              "never runs code from it")
 
 
 class UsageError(Exception):
@@ -180,7 +182,9 @@ def _cmd_space_enumerate(args: argparse.Namespace) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         n, hashes = 0, set()
-        with out.open("w", newline="") as fh:
+        from evonas.atomic import atomic_open
+
+        with atomic_open(out, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["arch", "canonical_hash"])
             for g in genomes:
@@ -206,10 +210,12 @@ def _cmd_space_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from evonas.plugins import code_from
     from evonas.report import ReportError, write_report
 
     try:
-        report = write_report(args.dir, embed=not args.link)
+        with code_from(args.dir, trust=args.trust_code):  # a run directory is data: it runs no code
+            report = write_report(args.dir, embed=not args.link)
     except ReportError as err:
         raise UsageError(str(err)) from None
     print(f"{report.html} ({len(report.figures)} figures in {report.html.parent / 'figures'})")
@@ -218,11 +224,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from evonas.export import export
+    from evonas.plugins import code_from
     from evonas.report import ReportError
 
     try:
-        paths = export(args.dir, args.format, args.out, step=args.step, config=args.config,
-                       in_channels=args.in_channels, num_classes=args.num_classes)
+        with code_from(args.dir, trust=args.trust_code):  # a run directory is data: it runs no code
+            paths = export(args.dir, args.format, args.out, step=args.step, config=args.config,
+                           in_channels=args.in_channels, num_classes=args.num_classes)
     except ReportError as err:
         raise UsageError(str(err)) from None
     print(" ".join(str(p) for p in paths))
@@ -233,6 +241,7 @@ def _add_report_commands(sub) -> None:
     report = sub.add_parser("report", help="figures and a self-contained report.html for a run or bench directory")
     report.add_argument("dir", help="run directory (history.csv) or bench directory (bench.csv)")
     report.add_argument("--link", action="store_true", help="link the PNGs instead of embedding them")
+    report.add_argument("--trust-code", dest="trust_code", action="store_true", help=TRUST_HELP)
     report.set_defaults(func=_cmd_report)
     exp = sub.add_parser("export", help="export the best architecture of a run (json, PyTorch or ONNX)")
     exp.add_argument("dir", help="run directory")
@@ -243,6 +252,7 @@ def _add_report_commands(sub) -> None:
     exp.add_argument("--config", help="the run's genome config, when summary.json's path does not resolve")
     exp.add_argument("--in-channels", dest="in_channels", type=int, help="input channels (runs without training)")
     exp.add_argument("--num-classes", dest="num_classes", type=int, help="classes (runs without training)")
+    exp.add_argument("--trust-code", dest="trust_code", action="store_true", help=TRUST_HELP)
     exp.set_defaults(func=_cmd_export)
 
 

@@ -9,7 +9,6 @@ never on an evaluation's seed, so every individual of a run sees the same data.
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -151,13 +150,20 @@ def load_digits_data(spec: DataSpec) -> Dataset:
 
 
 def _unpickle(path: Path) -> dict:
+    """A CIFAR batch through the restricted unpickler (a crafted batch cannot run code)."""
+    from evonas.safe_pickle import UnsafePickle, load
+
     try:
-        with path.open("rb") as fh:
-            return pickle.load(fh, encoding="bytes")
+        batch = load(path, encoding="bytes")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except UnsafePickle as err:
+        raise DataError(f"not a CIFAR python-pickle batch: {err}") from None
     except Exception as err:  # noqa: BLE001 - any unpickling failure is a format problem
         raise DataError(f"{path}: not a CIFAR python-pickle batch ({type(err).__name__}: {err})") from None
+    if not isinstance(batch, dict):
+        raise DataError(f"{path}: not a CIFAR python-pickle batch (holds a {type(batch).__name__}, not a dict)")
+    return batch
 
 
 def _cifar_arrays(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:

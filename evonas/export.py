@@ -28,6 +28,7 @@ from typing import Any
 
 import networkx as nx
 
+from evonas.atomic import write_text, write_with
 from evonas.report.data import ReportError, kind_of, load_run, read_summary
 from evonas.trial import Objective
 
@@ -78,9 +79,13 @@ def choose(directory: str | Path, step: int | None = None) -> Chosen:
     if not run.ok[i]:
         raise ExportError(f"{directory / 'history.csv'}: evaluation {step} failed ({run.errors[i]}); "
                           "nothing to export")
+    from evonas.plugins import UntrustedCode
     from evonas.report.data import space_for
 
-    space = space_for(summary, run.archs[i])
+    try:
+        space = space_for(summary, run.archs[i])
+    except UntrustedCode as err:
+        raise ExportError(str(err)) from None
     if space is None:
         raise ExportError(f"{directory / 'summary.json'}: cannot rebuild the search space "
                           f"{summary.get('space')!r} here (is its plugin importable?)")
@@ -136,7 +141,7 @@ def arch_document(chosen: Chosen) -> dict[str, Any]:
 
 
 def write_arch(chosen: Chosen, out: Path) -> Path:
-    out.write_text(json.dumps(arch_document(chosen), indent=2) + "\n")
+    write_text(out, json.dumps(arch_document(chosen), indent=2) + "\n")
     log.info("wrote %s", out)
     return out
 
@@ -282,7 +287,8 @@ def measure(net: Network) -> dict[str, float]:
 
 
 # --- torch ---------------------------------------------------------------------------------------------
-MODULE_TEMPLATE = '''"""{title}
+#: the module's docstring (data from the run: pasted into the module only as an escaped literal)
+DOC_TEMPLATE = """{title}
 
 Exported by `evonas export --format torch` from {run} (evaluation {step}).
 {weights_note}
@@ -297,6 +303,8 @@ accuracy next to the recorded one. Needs torch and evonas (for the builder and t
 present, is the same network as a torch.export program that needs only torch:
     model = torch.export.load("{name}.pt2").module()
 """
+
+MODULE_TEMPLATE = '''{doc}
 
 from pathlib import Path
 
@@ -366,6 +374,22 @@ def _literal(obj: Any) -> str:
     return pprint.pformat(obj, width=110, sort_dicts=False)
 
 
+def docstring_literal(text: str) -> str:
+    """``text`` as a triple-quoted Python string literal that evaluates to exactly ``text``: quotes,
+    backslashes and unprintable characters are escaped, so no run data can close the string."""
+    out = []
+    for ch in text:
+        if ch == "\n":
+            out.append(ch)
+        elif ch in "\\\"":
+            out.append("\\" + ch)
+        elif not ch.isprintable():
+            out.append(repr(ch)[1:-1])
+        else:
+            out.append(ch)
+    return '"""' + "".join(out) + '"""'
+
+
 def write_torch(chosen: Chosen, net: Network, out: Path, *, program: bool = True) -> list[Path]:
     """``out`` (a .py module), the state dict beside it (same name, ``.pt``) and, with ``program``, the
     torch.export program (``.pt2``)."""
@@ -374,22 +398,23 @@ def write_torch(chosen: Chosen, net: Network, out: Path, *, program: bool = True
     out = out.with_suffix(".py")
     weights = out.with_suffix(".pt")
     state = {k: v.detach().cpu() for k, v in net.model.state_dict().items()}
-    torch.save(state, weights)
+    write_with(weights, lambda tmp: torch.save(state, tmp))
     note = {"run": "Weights: the trained weights the run kept for this evaluation.",
             "retrained": f"Weights: retrained with the run's seed ({chosen.seed}) and budget; accuracy "
                          f"{_fmt(net.reproduced)} against the run's {_fmt(net.recorded)}.",
             "": "Weights: none trained (the run scored architectures without training); the .pt file holds "
                 "a fresh initialisation."}[net.trained]
     graph = nx.node_link_data(chosen.graph, edges="edges")
-    text = MODULE_TEMPLATE.format(
+    doc = DOC_TEMPLATE.format(
         title=f"{chosen.arch}", run=chosen.directory.resolve(), step=chosen.step, weights_note=note,
         metrics=textwrap.fill("Recorded metrics: " + ", ".join(f"{k}={v:.6g}" for k, v in chosen.metrics.items()),
-                              width=110), name=out.stem,
-        shape=", ".join(map(str, net.input_shape)), input_shape=tuple(net.input_shape), arch=chosen.arch,
+                              width=110), name=out.stem, shape=", ".join(map(str, net.input_shape))).rstrip("\n")
+    text = MODULE_TEMPLATE.format(
+        doc=docstring_literal(doc + "\n"), input_shape=tuple(net.input_shape), arch=chosen.arch,
         space=_literal(chosen.space.describe()),
         graph=_literal(graph), build=_literal(net.build), ops_modules=net.ops_modules, data=_literal(net.data),
         recorded=_literal(net.recorded or {}))
-    out.write_text(text)
+    write_text(out, text)
     written = [out, weights]
     pt2 = write_program(net, out.with_suffix(".pt2")) if program else None
     if pt2 is not None:
@@ -409,7 +434,7 @@ def write_program(net: Network, out: Path) -> Path | None:
             warnings.simplefilter("ignore")
             program = torch.export.export(net.model.eval(), (x,),
                                           dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
-        torch.export.save(program, str(out))
+        write_with(out, lambda tmp: torch.export.save(program, tmp))
     except Exception as err:  # noqa: BLE001 - an op torch.export cannot trace: the .py export still works
         log.warning("no %s: torch.export failed (%s: %s)", out.name, type(err).__name__, err)
         return None
@@ -446,14 +471,19 @@ def write_onnx(chosen: Chosen, net: Network, out: Path, *, check: bool = True) -
             kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch")},)
         else:
             kwargs.update(dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
-        torch.onnx.export(net.model.eval(), (x,), str(out), **kwargs)
-    model = onnx.load(str(out))
+        traced = out.with_name(f".{out.stem}.{os.getpid()}.traced.onnx")
+        torch.onnx.export(net.model.eval(), (x,), str(traced), **kwargs)
+    try:
+        model = onnx.load(str(traced))
+    finally:
+        traced.unlink(missing_ok=True)
+        traced.with_name(traced.name + ".data").unlink(missing_ok=True)
     model.doc_string = f"evonas export: {chosen.arch} (evaluation {chosen.step} of {chosen.directory.resolve()})"
     for key, value in (("arch", chosen.arch), ("space", json.dumps(chosen.space.describe())),
                        ("metrics", json.dumps(chosen.metrics))):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save(model, str(out))
+    write_with(out, lambda tmp: onnx.save(model, tmp))
     if check:
         check_onnx(out, net.model, x)
     log.info("wrote %s", out)

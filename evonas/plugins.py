@@ -1,19 +1,60 @@
-"""Loading user code named in a config: ``"package.module:name"`` or ``"path/to/file.py:name"``."""
+"""Loading user code named in a config: ``"package.module:name"`` or ``"path/to/file.py:name"``.
+
+Reading a run directory (``evonas report``, ``evonas export``) must not run code that the directory names:
+a run directory is data, possibly received from someone else. Inside :func:`code_from` with
+``trust=False`` every import of a module not already loaded raises :class:`UntrustedCode`; with
+``trust=True`` each one is announced on stderr.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import sys
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+
+class UntrustedCode(ValueError):
+    """Code named in data (a run directory) that the user did not allow to run."""
+
+
+#: (where the names come from, trusted) while reading data that may name code; None: a config the user runs
+_reading: ContextVar[tuple[str, bool] | None] = ContextVar("evonas_reading", default=None)
+
+
+@contextlib.contextmanager
+def code_from(where: str, trust: bool = False) -> Iterator[None]:
+    """While reading ``where`` (a run directory): refuse to import code it names (``trust=False``), or
+    import it and say so on stderr (``trust=True``)."""
+    token = _reading.set((str(where), bool(trust)))
+    try:
+        yield
+    finally:
+        _reading.reset(token)
+
+
+def _gate(target: str, what: str) -> None:
+    reading = _reading.get()
+    if reading is None:
+        return
+    where, trust = reading
+    if not trust:
+        raise UntrustedCode(f"{what}: {where} names code ({target!r}) that reading it would import and run; "
+                            "pass --trust-code if you trust this run directory")
+    print(f"evonas: --trust-code: importing {target!r}, named in {where}", file=sys.stderr)
 
 
 def load_module(target: str, what: str, base_dir: Path | None = None) -> ModuleType:
     """Import ``"package.module"``, or load ``"path/to/file.py"`` (resolved against ``base_dir`` when
     relative) once per process. ``what`` starts the one-line ``ValueError`` raised when it cannot."""
     if not target.endswith(".py"):
+        if target not in sys.modules:  # an already imported module runs no new code
+            _gate(target, what)
         try:
             return importlib.import_module(target)
         except ImportError as err:
@@ -27,6 +68,7 @@ def load_module(target: str, what: str, base_dir: Path | None = None) -> ModuleT
         return sys.modules[name]
     if not path.is_file():
         raise ValueError(f"{what}: file {path} not found")
+    _gate(str(path), what)
     file_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(file_spec)
     sys.modules[name] = module

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from evonas.atomic import atomic_open, write_text
 from evonas.search import SearchResult
 from evonas.trial import Trial, scores
 
@@ -26,7 +27,7 @@ def metric_names(result: SearchResult) -> list[str]:
 def write_history(path: str | Path, trials: Sequence[Trial], metrics: Sequence[str]) -> Path:
     """One row per trial in step order: step, arch, canonical_hash, metrics, status, error, seed, elapsed_s."""
     path = Path(path)
-    with path.open("w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:  # a kill or a full disk never leaves a torn file
         writer = csv.writer(fh)
         writer.writerow([*HISTORY_FIELDS, *metrics, "status", "error", "seed", "elapsed_s"])
         for t in sorted(trials, key=lambda t: t.step):
@@ -67,9 +68,7 @@ def summary(result: SearchResult, **extra: Any) -> dict[str, Any]:
 
 def write_summary(path: str | Path, data: dict[str, Any]) -> Path:
     """Write ``data`` as indented JSON (infinities as null)."""
-    path = Path(path)
-    path.write_text(json.dumps(_finite(data), indent=2) + "\n")
-    return path
+    return write_text(path, json.dumps(_finite(data), indent=2) + "\n")
 
 
 def _finite(obj: Any) -> Any:

@@ -54,6 +54,7 @@ def kind_of(directory: str | Path) -> str:
 
 def space_for(summary: dict[str, Any], arch: str | None = None):
     """The search space a summary describes (``None`` when it cannot be rebuilt here)."""
+    from evonas.plugins import UntrustedCode
     from evonas.spaces import make_space
 
     desc = dict(summary.get("space") or {})
@@ -67,6 +68,8 @@ def space_for(summary: dict[str, Any], arch: str | None = None):
         if arch is not None:
             space.from_string(arch)
         return space
+    except UntrustedCode:
+        raise
     except Exception as err:  # noqa: BLE001 - a plugin space that is not importable here
         logging.getLogger(__name__).warning("cannot rebuild space %r: %s", name, err)
         return None

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from evonas.atomic import write_text, write_with
+from evonas.plugins import UntrustedCode
 from evonas.report import html as H
 from evonas.report.data import (BenchData, ReportError, RunData, generation_size, kind_of, load_bench,
                                 load_run, pareto_indices, space_for, top_trials)
@@ -50,7 +52,7 @@ def _save(fig: Figure | None, directory: Path, name: str, out: dict[str, Path]) 
         return
     path = directory / FIGURES_DIR / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight", facecolor="white")
+    write_with(path, lambda tmp: fig.savefig(tmp, bbox_inches="tight", facecolor="white"))
     out[name] = path
     log.info("wrote %s", path)
 
@@ -100,7 +102,11 @@ def run_report(directory: str | Path, *, embed: bool = True) -> Report:
     # best architecture ---------------------------------------------------------------------------------
     best = s.get("best")
     if best:
-        space = space_for(s, best["arch"])
+        try:
+            space = space_for(s, best["arch"])
+        except UntrustedCode as err:  # no figure of a plugin space unless --trust-code
+            log.warning("no architecture figure: %s", err)
+            space = None
         metrics = best.get("metrics", {})
         rows = [(k, H.fmt(v)) for k, v in metrics.items()]
         content = (f"<p>Best by {H.esc(first.metric)} ({'highest' if first.goal == 'max' else 'lowest'}), "
@@ -199,7 +205,7 @@ def run_report(directory: str | Path, *, embed: bool = True) -> Report:
     sub = (f"{n} evaluations of {H.esc(space_desc.get('name', 'a space'))} with "
            f"{H.esc(strategy.get('name', 'a strategy'))}; evonas {_version()}")
     page = directory / "report.html"
-    page.write_text(H.page(title, sub, sections))
+    write_text(page, H.page(title, sub, sections))
     log.info("wrote %s", page)
     return Report("run", page, figs)
 
@@ -324,7 +330,7 @@ def bench_report(directory: str | Path, *, embed: bool = True) -> Report:
     table_name = Path(str(s.get("table", ""))).name
     sub = f"{', '.join(H.esc(a) for a in bench.curves)} on {H.esc(table_name)}; evonas {_version()}"
     page = directory / "report.html"
-    page.write_text(H.page(title, sub, sections))
+    write_text(page, H.page(title, sub, sections))
     log.info("wrote %s", page)
     return Report("bench", page, figs)
 
