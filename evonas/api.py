@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from evonas.config import ConfigError, RunConfig
-from evonas.evaluator import Evaluator
+from evonas.evaluator import Evaluator, cap_workers
 from evonas.fitness.base import Fitness
 from evonas.results import metric_names, summary, write_history, write_summary
 from evonas.search import ResumeError, Search, SearchResult
@@ -39,11 +39,23 @@ def search(space: SearchSpace | str, fitness: Fitness | Callable[..., Any], obje
     if isinstance(strategy, str):
         strategy = make_strategy(strategy, space, objectives, seed, **strategy_params)
     required = list(dict.fromkeys([o.metric for o in objectives] + list(report)))
+    if isolate is None and jobs != 1:  # what the asked-for workers imply, also when fewer are started
+        from evonas.backends import PROCESS_BACKENDS
+
+        isolate = backend in PROCESS_BACKENDS and not getattr(fitness, "inline", False)
+    jobs = _workers(jobs, batch_size, budget, mode)
     evaluator = Evaluator(fitness, space, seed=seed, jobs=jobs, backend=backend, required=required,
                           address=address, time_limit=time_limit, retries=retries, isolate=isolate)
     return Search(space, strategy, evaluator, objectives, budget=budget, batch_size=batch_size, report=report,
                   store=store, seed=seed, progress=progress, mode=mode,
                   max_consecutive_failures=max_consecutive_failures).run()
+
+
+def _workers(jobs: int, batch_size: int, budget: int, mode: str) -> int:
+    """At most as many workers as evaluations run at once: a batch (batch mode), the budget (async)."""
+    if mode == "batch":
+        return cap_workers(jobs, min(batch_size, budget), "the batch size")
+    return cap_workers(jobs, budget, "the budget")
 
 
 def build_search(cfg: RunConfig, *, store: Store | None = None, progress: bool = False) -> Search:
@@ -52,7 +64,8 @@ def build_search(cfg: RunConfig, *, store: Store | None = None, progress: bool =
     fitness = cfg.build_fitness(space)
     strategy = cfg.build_strategy(space)
     s = cfg.search
-    evaluator = Evaluator(fitness, space, seed=s["seed"], jobs=s["jobs"], backend=s["backend"],
+    jobs = _workers(s["jobs"], s["batch_size"], s["budget"], s.get("mode", "batch"))
+    evaluator = Evaluator(fitness, space, seed=s["seed"], jobs=jobs, backend=s["backend"],
                           required=cfg.metric_columns(), address=s.get("address") or None,
                           time_limit=s.get("time_limit", 0), retries=s.get("retries", 0),
                           isolate=s.get("isolate", True))
@@ -106,11 +119,13 @@ def run_config(cfg: RunConfig, out: str | Path, *, progress: bool = False, resum
         if result is None:  # an unexpected error: still export what the store holds
             result = SearchResult(run.store.trials(), search_.objectives, search_.report, search_.seed,
                                   status="error", message="the search stopped on an unexpected error")
-        write_history(out / "history.csv", result.trials, metric_names(result))
-        write_summary(out / "summary.json", summary(result, config=str(cfg.path) if cfg.path else None,
-                                                    space=search_.space.describe(),
-                                                    strategy=cfg.strategy, status=result.status,
-                                                    message=result.message, resumed_from=result.resumed_from,
-                                                    cache_hits=result.cache_hits, store=str(run.db)))
-        run.close(status=result.status)
+        try:  # exports of the store (each written to a temporary file and renamed: never torn)
+            write_history(out / "history.csv", result.trials, metric_names(result))
+            write_summary(out / "summary.json", summary(result, config=str(cfg.path) if cfg.path else None,
+                                                        space=search_.space.describe(),
+                                                        strategy=cfg.strategy, status=result.status,
+                                                        message=result.message, resumed_from=result.resumed_from,
+                                                        cache_hits=result.cache_hits, store=str(run.db)))
+        finally:
+            run.close(status=result.status)
     return result

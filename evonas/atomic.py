@@ -34,6 +34,12 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO
             yield fh
             fh.flush()
         os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if err.filename:
+            raise
+        raise OSError(err.errno, f"cannot write ({err.strerror or err})", str(path)) from None  # name the file
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

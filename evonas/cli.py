@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import csv
 import json
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from evonas import interrupts
 from evonas._version import __version__
 from evonas.config import ConfigError, RunConfig, load_config
+from evonas.store import StoreError
 
 EXIT_USAGE = 2
 TRUST_HELP = ("import the plugin code (space, ops, fitness) the run directory names; without it, reading a run "
@@ -21,10 +23,6 @@ TRUST_HELP = ("import the plugin code (space, ops, fitness) the run directory na
 
 class UsageError(Exception):
     """Bad command-line input: reported in one line, exit code 2."""
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -51,7 +49,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg.fitness["table"] = str(Path(args.table).resolve())
     out = Path(args.out or cfg.search["out"] or Path("runs") / Path(args.config).stem)
     cfg.build_fitness()  # missing tables or columns fail before anything is written
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM (batch schedulers) stops gracefully, like Ctrl-C
+    interrupts.stop_on_sigterm()  # SIGTERM (batch schedulers) stops gracefully, like Ctrl-C
     result = run_config(cfg, out, progress=not args.quiet, resume=args.resume, force=args.force)
     if result.status == "interrupted":
         print(f"evonas: interrupted after {len(result.trials)} evaluations; summary in {out / 'summary.json'}; "
@@ -394,6 +392,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def storage_error(err: BaseException) -> str:
+    """One line for a storage failure, naming the file."""
+    if isinstance(err, OSError) and err.filename:
+        where = f"{err.filename}" + (f" -> {err.filename2}" if err.filename2 else "")
+        return f"{where}: {err.strerror or err}"
+    text = " ".join(str(err).split())
+    return text if not isinstance(err, sqlite3.Error) or isinstance(err, StoreError) else f"SQLite: {text}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.log_level)
@@ -401,6 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (ConfigError, UsageError) as err:
         print(f"evonas: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, StoreError, sqlite3.Error) as err:  # storage: full disk, read-only, corrupt store
+        print(f"evonas: error: {storage_error(err)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("evonas: interrupted", file=sys.stderr)

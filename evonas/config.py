@@ -222,6 +222,10 @@ def check_search(where: str, search: Mapping[str, Any]) -> None:
     if search["address"] and not POOLS[search["backend"]].remote:
         remote = " or ".join(repr(n) for n, cls in POOLS.items() if cls.remote)
         raise bad("address", f"a scheduler address needs backend {remote}, not {search['backend']!r}")
+    from evonas.evaluator import MAX_TIME_LIMIT
+
+    if not 0 <= search["time_limit"] <= MAX_TIME_LIMIT:  # NaN and infinities fail here too
+        raise bad("time_limit", f"must be between 0 (no limit) and {MAX_TIME_LIMIT:g} seconds")
     for key in ("time_limit", "retries", "max_consecutive_failures"):
         if search[key] < 0:
             raise bad(key, "must be >= 0 (0: " + ("no limit)" if key != "retries" else "no retry)"))
@@ -292,8 +296,12 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a TOML config (not UTF-8 text: {err.reason} at byte {err.start})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: TOML syntax error: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: TOML nested too deeply to be a genome config") from None
     return parse_config(data, path)

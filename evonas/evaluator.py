@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import gc
+import logging
+import math
 import os
-import pickle
-import select
 import signal
 import socket
 import sys
@@ -28,11 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from evonas import interrupts
 from evonas.backends import BACKENDS, POOLS, PROCESS_BACKENDS, InlinePool, Pool, is_worker_death, open_pool
 from evonas.fitness.base import Architecture, EvalContext, EvalResult, Fitness, as_fitness, as_result
 from evonas.spaces.base import SearchSpace
 from evonas.trial import Trial
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Candidate:
@@ -41,6 +43,32 @@ class Candidate:
     key: int
     arch: str
     canonical_hash: str
+
+
+#: the largest per-evaluation time limit accepted (seconds: 30 days)
+MAX_TIME_LIMIT = 30 * 86400.0
+
+
+def check_time_limit(value: float) -> float:
+    """``value`` as a time limit in seconds (0: none); raises ``ValueError`` unless finite, >= 0 and at most
+    :data:`MAX_TIME_LIMIT`."""
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or value > MAX_TIME_LIMIT:
+        raise ValueError(f"time_limit: must be between 0 (no limit) and {MAX_TIME_LIMIT:g} seconds, got {value:g}")
+    return value
+
+
+def cap_workers(jobs: int, most: int, why: str = "the batch size") -> int:
+    """``jobs`` workers (``-1``: one per core), but never more than ``most`` evaluations can use at once;
+    says so (a warning) when an explicit ``jobs`` is cut."""
+    from evonas.backends import cpu_count
+
+    wanted = cpu_count() if jobs < 0 else int(jobs)
+    if wanted <= most:
+        return jobs
+    if jobs > 0:
+        log.warning("jobs = %d: using %d workers (%s); more would only idle", jobs, most, why)
+    return int(most)
 
 
 def evaluation_seed(run_seed: int, key: int) -> int:
@@ -69,10 +97,16 @@ def evaluate_one(fitness: Fitness, space: SearchSpace, cand: Candidate, ctx: Eva
                  required: Sequence[str] = ()) -> Trial:
     """Evaluate one candidate in this process; any exception becomes a failed trial carrying its message."""
     start = time.perf_counter()
+    seen = interrupts.received()
     try:
         graph = space.to_graph(space.from_string(cand.arch))
         result = as_result(fitness(Architecture(cand.arch, graph, space.name), ctx), required)
-    except Exception as err:  # noqa: BLE001 - a bad individual must not stop the search
+    except KeyboardInterrupt as err:
+        if interrupts.is_real(seen):  # Ctrl-C / SIGTERM of the run: stop it (resumable)
+            raise
+        result = EvalResult.failed("KeyboardInterrupt raised by the fitness (not an interrupt of the run)"
+                                   + (f": {err}" if str(err) else ""))
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - a bad individual must not stop the search
         result = EvalResult.failed(error_text(err))
     return _trial(cand, ctx, result, time.perf_counter() - start)
 
@@ -153,6 +187,8 @@ def run_task(fitness: Fitness, space: SearchSpace, cand: Candidate, ctx: EvalCon
     (local pools): the worker exits when that process dies."""
     if main_pid:
         _watch_parent(main_pid)
+        if os.getpid() != main_pid:  # a local worker: a KeyboardInterrupt here can only be the fitness's
+            interrupts.ignore_sigint()
     if isolate and hasattr(os, "fork"):
         return run_forked(fitness, space, cand, ctx, required, time_limit)
     try:
@@ -166,90 +202,35 @@ def _failed(cand: Candidate, ctx: EvalContext, error: str, elapsed: float) -> Tr
                  error=error, seed=ctx.seed, elapsed_s=elapsed, worker=worker_id())
 
 
-def _die_with_parent(parent: int) -> None:
-    """Linux: this process gets SIGKILL when its parent dies (no orphaned evaluations)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - best effort
-        return
-    if os.getppid() != parent:
-        os._exit(75)
-
-
 def run_forked(fitness: Fitness, space: SearchSpace, cand: Candidate, ctx: EvalContext,
                required: Sequence[str] = (), time_limit: float = 0.0) -> Trial:
-    """Evaluate in a child process forked from this one; kill it past ``time_limit`` seconds (0: none).
+    """Evaluate in a process tree forked from this one (:func:`evonas.isolation.run_in_child`): the result
+    comes back as a message, and the whole tree (background children included) is killed when the
+    evaluation ends, or past ``time_limit`` seconds (0: none).
 
     Fork only from a process that has not run torch/OpenMP work itself (a worker that only supervises):
     OpenMP thread pools do not survive ``fork``.
     """
+    from evonas.isolation import run_in_child
+
     start = time.monotonic()
-    for stream in (sys.stdout, sys.stderr):
+
+    def evaluate() -> Trial:
         try:
-            stream.flush()
-        except Exception:  # noqa: BLE001
-            pass
-    parent = os.getpid()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: evaluate, send the pickled trial, exit without running any cleanup of the parent's
-        code = 70
-        try:
-            os.close(r)
-            _die_with_parent(parent)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's business
-            try:
-                trial = evaluate_one(fitness, space, cand, ctx, required)
-            except BaseException as err:  # noqa: BLE001 - SystemExit from user code is a failure too
-                trial = _failed(cand, ctx, error_text(err), time.monotonic() - start)
-            view = memoryview(pickle.dumps(trial, protocol=pickle.HIGHEST_PROTOCOL))
-            while view:
-                view = view[os.write(w, view):]
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    data, timed_out, reaped, status = bytearray(), False, False, 0
-    try:
-        deadline = start + time_limit if time_limit and time_limit > 0 else None
-        poller = select.poll()  # not select(): no limit on the fd number (Dask workers hold many sockets)
-        poller.register(r, select.POLLIN | select.POLLHUP | select.POLLERR)
-        while True:
-            wait = None if deadline is None else deadline - time.monotonic()
-            if wait is not None and wait <= 0:
-                timed_out = True
-                break
-            ready = poller.poll(None if wait is None else max(1, int(wait * 1000)))
-            if ready:
-                chunk = os.read(r, 1 << 20)
-                if not chunk:
-                    break
-                data += chunk
-        if timed_out:
-            os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-        reaped = True
-    finally:
-        os.close(r)
-        if not reaped:  # interrupted while waiting: do not leave the evaluation running
-            try:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
+            return evaluate_one(fitness, space, cand, ctx, required)
+        except BaseException as err:  # noqa: BLE001 - SystemExit from user code is a failure too
+            return _failed(cand, ctx, error_text(err), time.monotonic() - start)
+
+    outcome = run_in_child(evaluate, time_limit)
     elapsed = time.monotonic() - start
-    code = os.waitstatus_to_exitcode(status)
-    if timed_out:
-        return _failed(cand, ctx, f"timeout: evaluation exceeded the time limit of {time_limit:g}s and its "
-                                  "process was killed", elapsed)
-    if code == 0 and data:
-        trial = pickle.loads(bytes(data))
+    if outcome.returned:
+        trial = outcome.value
         trial.worker = worker_id()
         return trial
+    if outcome.timed_out:
+        return _failed(cand, ctx, f"timeout: evaluation exceeded the time limit of {time_limit:g}s and its "
+                                  "process was killed", elapsed)
+    code = outcome.exit_code
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
         hint = " (killed from outside, or by the kernel's out-of-memory killer)" if -code == signal.SIGKILL else ""
@@ -291,8 +272,7 @@ class Evaluator:
             raise ValueError(f"backend: unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
         if retries < 0:
             raise ValueError(f"retries: must be >= 0, got {retries}")
-        if time_limit < 0:
-            raise ValueError(f"time_limit: must be >= 0 seconds (0: none), got {time_limit}")
+        time_limit = check_time_limit(time_limit)
         self.fitness = as_fitness(fitness)
         self.space = space
         self.seed = int(seed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import socket
 import time
@@ -25,6 +26,7 @@ from evonas.store import STORE_NAME, SQLiteStore, StoreError
 EXECUTION_KEYS = frozenset({"budget", "jobs", "backend", "address", "isolate", "max_consecutive_failures", "out"})
 CORE_SECTIONS = ("space", "strategy", "fitness", "search")
 LOCK_NAME = ".lock"
+log = logging.getLogger(__name__)
 
 
 def config_snapshot(cfg: RunConfig) -> dict[str, Any]:
@@ -109,14 +111,16 @@ class RunDir:
             self._begin = {}
 
     def close(self, status: str | None = None, **meta: Any) -> None:
-        if status is not None:
-            self.store.set_meta({"status": status, "updated_at": time.time(), **meta})
-        if self.cache is not None and self.cache is not self.store:
-            self.cache.close()
-        self.store.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock
-            self._lock_fd = None
+        try:
+            if status is not None:
+                self.store.set_meta({"status": status, "updated_at": time.time(), **meta})
+        finally:
+            if self.cache is not None and self.cache is not self.store:
+                self.cache.close()
+            self.store.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = None
 
 
 def _lock(out: Path) -> int:
@@ -135,15 +139,37 @@ def _lock(out: Path) -> int:
 
 
 def has_run(out: Path) -> int | None:
-    """Number of evaluations (in flight included) of the run stored in ``out``, or None when there is none."""
+    """Number of evaluations (in flight included) of the run stored in ``out``, or None when there is none.
+
+    A store without the run's metadata and without evaluations (a run killed between creating ``run.db``
+    and recording itself) holds no run: it is started anew."""
     db = Path(out) / STORE_NAME
     if not db.is_file():
         return None
     try:
         with SQLiteStore(db) as store:
-            return sum(store.counts().values())
+            n = sum(store.counts().values())
+            return None if n == 0 and "identity" not in store.meta() else n
     except StoreError as err:
         raise ConfigError(str(err)) from None
+
+
+def check_paths(cfg: RunConfig, out: Path) -> None:
+    """Refuse a run directory that is not a directory (a file, ``/dev/null``, a path through a file) and a
+    ``cache_db`` that is not a regular file, before anything is written."""
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            what = "is" if p == out else f"goes through {p}, which is"
+            raise ConfigError(f"{cfg.where()}: [search] out (or --out) = {str(out)!r}: {what} not a directory")
+    if cfg.search.get("cache") and cfg.search.get("cache_db"):
+        db = cfg.resolve(cfg.search["cache_db"])
+        if db.exists() and not db.is_file():
+            raise cfg.error("search", "cache_db", cfg.search["cache_db"], f"{db} is not a regular file (a cache "
+                            "is an SQLite file)")
+        for p in db.parents:
+            if p.exists() and not p.is_dir():
+                raise cfg.error("search", "cache_db", cfg.search["cache_db"], f"goes through {p}, which is not "
+                                "a directory")
 
 
 def open_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, force: bool = False,
@@ -155,9 +181,13 @@ def open_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, force: bo
     """
     out = Path(out)
     db = out / STORE_NAME
+    check_paths(cfg, out)
     existing = has_run(out)
-    if resume and existing is None:
+    if resume and existing is None and not out.is_dir():
         raise ConfigError(f"{out}: --resume: no run to resume here ({db} not found)")
+    if resume and existing is None:  # a run killed while it started: nothing was recorded, start it
+        log.info("%s holds no recorded run (a run stopped while starting): starting it", out)
+        resume = False
     if not resume and existing is not None and not force:
         raise ConfigError(f"{out}: already holds a run ({existing} evaluations in {db}); pass --resume to "
                           "continue it, --force to start over, or another --out")
@@ -178,7 +208,13 @@ def open_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, force: bo
     out.mkdir(parents=True, exist_ok=True)
     lock = _lock(out)
     try:
-        if not resume and existing is not None:  # --force: start over
+        for name in ("history.csv", "summary.json"):  # exports a killed run left half-written
+            for stale in out.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+        if not resume and not force and has_run(out) is not None:  # recorded while we waited for the lock
+            raise ConfigError(f"{out}: already holds a run ({db}); pass --resume to continue it, --force to "
+                              "start over, or another --out")
+        if not resume and (existing is not None or db.exists()):  # --force, or an empty store: start over
             for name in (STORE_NAME, STORE_NAME + "-wal", STORE_NAME + "-shm", "history.csv", "summary.json"):
                 (out / name).unlink(missing_ok=True)
         store = SQLiteStore(db)

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from evonas import interrupts
 from evonas.evaluator import Candidate, Evaluator
 from evonas.fitness.base import OK
 from evonas.genome import Genome, make_genome
@@ -191,10 +192,11 @@ class Search:
         abandon = False
         try:
             self.evaluator.open()
-            if self.mode == "batch":
-                self._run_batches()
-            else:
-                self._run_async()
+            with interrupts.handled():  # a fitness's own KeyboardInterrupt is a failed evaluation
+                if self.mode == "batch":
+                    self._run_batches()
+                else:
+                    self._run_async()
         except KeyboardInterrupt:
             status, message, abandon = "interrupted", "interrupted (SIGINT): evaluations in flight abandoned", True
         except _Abort as err:
@@ -311,16 +313,18 @@ class Search:
     def _cached(self, cand: Candidate) -> Trial | None:
         if self.cache is None:
             return None
-        hit = self.cache.cache_get(self.fitness_id, cand.canonical_hash)
+        entry = getattr(self.cache, "cache_entry", None)
+        hit = entry(self.fitness_id, cand.canonical_hash) if callable(entry) else \
+            self.cache.cache_get(self.fitness_id, cand.canonical_hash)
         if hit is None:
             return None
-        metrics, _ = hit
+        metrics, source = hit[0], (hit[2] if len(hit) > 2 else "")
         if any(m not in metrics or not math.isfinite(metrics[m]) for m in self.evaluator.required):
             return None
         self.cache_hits += 1
         return Trial(step=cand.key, arch=cand.arch, canonical_hash=cand.canonical_hash, metrics=dict(metrics),
                      status=OK, seed=self.evaluator.context(cand).seed, elapsed_s=0.0, worker="cache",
-                     cached=True)
+                     cached=True, cache_source=source)
 
 
 def _candidate(d: Dispatch) -> Candidate:

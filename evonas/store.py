@@ -11,8 +11,9 @@ Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`)::
 
     meta(key TEXT PRIMARY KEY, value TEXT)            -- JSON values: config snapshot, seed, status, ...
     evaluations(key INTEGER PRIMARY KEY, arch, canonical_hash, genes, status, reason, metrics, error,
-                seed, elapsed_s, worker, attempts, cached, dispatched_at, finished_at)
-                                                      -- status: running | ok | failed
+                seed, elapsed_s, worker, attempts, cached, dispatched_at, finished_at, cache_source)
+                                                      -- status: running | ok | failed; cache_source: the
+                                                      -- store whose result a cached trial reused (v2)
     state(id INTEGER PRIMARY KEY CHECK (id = 1), n_told, state, saved_at)
                                                       -- the latest search state (JSON)
     cache(fitness_id, canonical_hash, metrics, elapsed_s, source, created_at,
@@ -33,7 +34,7 @@ from typing import Any
 
 from evonas.trial import Trial
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: the store file inside a run directory
 STORE_NAME = "run.db"
 RUNNING = "running"
@@ -178,6 +179,68 @@ class StoreError(RuntimeError):
     """A store file that cannot be used (newer schema, not an evonas store, locked)."""
 
 
+class StoreFileError(StoreError, sqlite3.DatabaseError):
+    """An SQLite error on a store's file (corrupt pages, full disk, read-only storage), naming the file."""
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor whose SQLite errors name the store's file (:class:`StoreFileError`)."""
+
+    def _fail(self, err: sqlite3.Error):
+        return StoreFileError(f"{self.connection.path}: {err}")
+
+    def execute(self, *args):
+        try:
+            return super().execute(*args)
+        except sqlite3.Error as err:
+            raise self._fail(err) from None
+
+    def executemany(self, *args):
+        try:
+            return super().executemany(*args)
+        except sqlite3.Error as err:
+            raise self._fail(err) from None
+
+    def fetchone(self):
+        try:
+            return super().fetchone()
+        except sqlite3.Error as err:
+            raise self._fail(err) from None
+
+    def fetchall(self):
+        try:
+            return super().fetchall()
+        except sqlite3.Error as err:
+            raise self._fail(err) from None
+
+    def __next__(self):
+        try:
+            return super().__next__()
+        except sqlite3.Error as err:
+            raise self._fail(err) from None
+
+
+class _Connection(sqlite3.Connection):
+    """A connection to a store's file whose errors name the file."""
+
+    path = ""
+
+    def execute(self, *args):
+        return self.cursor(_Cursor).execute(*args)
+
+    def executemany(self, *args):
+        return self.cursor(_Cursor).executemany(*args)
+
+
+def _connect(path: Path, **kwargs: Any) -> _Connection:
+    try:
+        conn = sqlite3.connect(str(path), factory=_Connection, **kwargs)
+    except sqlite3.Error as err:
+        raise StoreFileError(f"{path}: cannot open the store ({err})") from None
+    conn.path = str(path)
+    return conn
+
+
 _SCHEMA = [
     """CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
     """CREATE TABLE evaluations (
@@ -195,7 +258,8 @@ _SCHEMA = [
         attempts INTEGER NOT NULL DEFAULT 0,
         cached INTEGER NOT NULL DEFAULT 0,
         dispatched_at REAL,
-        finished_at REAL)""",
+        finished_at REAL,
+        cache_source TEXT)""",
     """CREATE INDEX evaluations_hash ON evaluations (canonical_hash)""",
     """CREATE TABLE state (id INTEGER PRIMARY KEY CHECK (id = 1), n_told INTEGER NOT NULL,
         state TEXT NOT NULL, saved_at REAL NOT NULL)""",
@@ -203,7 +267,9 @@ _SCHEMA = [
         elapsed_s REAL, source TEXT, created_at REAL NOT NULL, PRIMARY KEY (fitness_id, canonical_hash))""",
 ]
 #: version -> statements upgrading a store from that version to the next
-_MIGRATIONS: dict[int, list[str]] = {}
+_MIGRATIONS: dict[int, list[str]] = {
+    1: ["ALTER TABLE evaluations ADD COLUMN cache_source TEXT"],  # v2: where a cached result came from
+}
 
 
 def query_read_only(path: str | Path, sql: str) -> list[tuple]:
@@ -267,7 +333,9 @@ class SQLiteStore(Store):
     def __init__(self, path: str | Path, *, timeout: float = 30.0, synchronous: str = "NORMAL"):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(f"{self.path}: not a regular file (a store is an SQLite file)")
+        self._conn = _connect(self.path, timeout=timeout, isolation_level=None)
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
@@ -287,6 +355,11 @@ class SQLiteStore(Store):
         if version == SCHEMA_VERSION:
             return
         with self._tx():
+            # read again under the write lock: another process (a run sharing this cache_db) may have
+            # created or upgraded the schema since
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == SCHEMA_VERSION:
+                return
             if version == 0:
                 tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
                 if tables:
@@ -338,17 +411,18 @@ class SQLiteStore(Store):
         with self._tx():
             self._conn.executemany(
                 "INSERT INTO evaluations (key, arch, canonical_hash, status, reason, metrics, error, seed, "
-                "elapsed_s, worker, attempts, cached, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                "elapsed_s, worker, attempts, cached, finished_at, cache_source) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(key) DO UPDATE SET arch = excluded.arch, canonical_hash = excluded.canonical_hash, "
                 "status = excluded.status, reason = excluded.reason, metrics = excluded.metrics, "
                 "error = excluded.error, seed = excluded.seed, elapsed_s = excluded.elapsed_s, "
                 "worker = excluded.worker, attempts = excluded.attempts, cached = excluded.cached, "
-                "finished_at = excluded.finished_at",
+                "finished_at = excluded.finished_at, cache_source = excluded.cache_source",
                 [(t.step, t.arch, t.canonical_hash, t.status, failure_reason(t), _dumps(t.metrics), t.error,
                   t.seed, t.elapsed_s, t.worker, int(t.attempts), int(t.cached),
-                  now) for t in trials])
+                  now, t.cache_source or None) for t in trials])
 
-    _TRIAL_COLUMNS = "key, arch, canonical_hash, metrics, status, error, seed, elapsed_s, worker, attempts, cached"
+    _TRIAL_COLUMNS = ("key, arch, canonical_hash, metrics, status, error, seed, elapsed_s, worker, attempts, cached, "
+                      "cache_source")
 
     def trials(self) -> list[Trial]:
         rows = self._conn.execute(f"SELECT {self._TRIAL_COLUMNS} FROM evaluations WHERE status != ? "
@@ -406,6 +480,12 @@ class SQLiteStore(Store):
                                  (fitness_id, canonical_hash)).fetchone()
         return (json.loads(row[0]), float(row[1] or 0.0)) if row else None
 
+    def cache_entry(self, fitness_id: str, canonical_hash: str) -> tuple[dict[str, float], float, str] | None:
+        """``(metrics, elapsed_s, source)``: :meth:`cache_get` and the store of the run that computed it."""
+        row = self._conn.execute("SELECT metrics, elapsed_s, source FROM cache WHERE fitness_id = ? AND "
+                                 "canonical_hash = ?", (fitness_id, canonical_hash)).fetchone()
+        return (json.loads(row[0]), float(row[1] or 0.0), row[2] or "") if row else None
+
     def cache_put(self, fitness_id: str, trials: Iterable[Trial], source: str = "") -> None:
         rows = [(fitness_id, t.canonical_hash, _dumps(t.metrics), t.elapsed_s, source, time.time())
                 for t in trials if t.ok and not t.cached]
@@ -450,10 +530,10 @@ class _Transaction:
 
 
 def _trial(row: Sequence[Any]) -> Trial:
-    key, arch, h, metrics, status, error, seed, elapsed, worker, attempts, cached = row
+    key, arch, h, metrics, status, error, seed, elapsed, worker, attempts, cached, source = row
     return Trial(step=int(key), arch=arch, canonical_hash=h, metrics=_metrics(metrics), status=status,
                  error=error, seed=int(seed or 0), elapsed_s=float(elapsed or 0.0), worker=worker or "",
-                 attempts=int(attempts or 1), cached=bool(cached))
+                 attempts=int(attempts or 1), cached=bool(cached), cache_source=source or "")
 
 
 def _metrics(text: str) -> dict[str, float]:

@@ -68,6 +68,7 @@ class Trial:
     worker: str = ""
     attempts: int = 1  # evaluations run for it (retries included)
     cached: bool = False  # result reused from the cache (same canonical hash and fitness identity)
+    cache_source: str = ""  # with ``cached``: the store of the run whose result was reused
 
     @property
     def ok(self) -> bool:

@@ -25,27 +25,51 @@ class Table:
 
     def __init__(self, path: str | Path, arch_column: str = "arch"):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise TableError(f"{self.path}: table file not found")
-        with self.path.open(newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if not header:
-                raise TableError(f"{self.path}: table is empty")
-            if arch_column not in header:
-                raise TableError(f"{self.path}: no {arch_column!r} column (columns: {', '.join(header)})")
-            a = header.index(arch_column)
-            self.columns = [c for i, c in enumerate(header) if i != a]
-            self.archs: list[str] = []
-            values: list[list[float]] = []
-            for line, row in enumerate(reader, start=2):
-                if len(row) != len(header):
-                    raise TableError(f"{self.path}: line {line} has {len(row)} fields, header has {len(header)}")
-                self.archs.append(row[a])
-                values.append([_to_float(v) for i, v in enumerate(row) if i != a])
+        _check_file(self.path)
+        try:
+            with self.path.open(newline="", encoding="utf-8-sig") as fh:  # a BOM before the header is not data
+                reader = csv.reader(fh)
+                header, rows = self._read(reader, arch_column)
+        except UnicodeDecodeError as err:
+            utf16 = self.path.read_bytes()[:2] in (b"\xff\xfe", b"\xfe\xff")
+            raise TableError(f"{self.path}: not UTF-8 text ({'a UTF-16 file' if utf16 else err.reason} at byte "
+                             f"{err.start}); save the table as UTF-8 CSV") from None
+        except csv.Error as err:
+            raise TableError(f"{self.path}: line {reader.line_num}: not a readable CSV table ({err})") from None
+        a = header.index(arch_column)
+        self.columns = [c for i, c in enumerate(header) if i != a]
+        self.archs = [row[a] for row in rows]
+        values = [[_to_float(v) for i, v in enumerate(row) if i != a] for row in rows]
         self.values = np.asarray(values, dtype=np.float64).reshape(len(self.archs), len(self.columns))
         self.row_of = {arch: i for i, arch in enumerate(self.archs)}
         self._col = {c: i for i, c in enumerate(self.columns)}
+
+    def _read(self, reader, arch_column: str) -> tuple[list[str], list[list[str]]]:
+        header = next(reader, None)
+        if not header:
+            raise TableError(f"{self.path}: table is empty")
+        if arch_column not in header:
+            raise TableError(f"{self.path}: no {arch_column!r} column (columns: {', '.join(header)})")
+        seen: dict[str, int] = {}
+        for i, name in enumerate(header):
+            if name in seen:
+                raise TableError(f"{self.path}: column {name!r} appears twice (columns {seen[name] + 1} and "
+                                 f"{i + 1}); a table needs one value per metric")
+            seen[name] = i
+        a = header.index(arch_column)
+        rows, first = [], {}
+        for row in reader:
+            line = reader.line_num
+            if len(row) != len(header):
+                raise TableError(f"{self.path}: line {line} has {len(row)} fields, header has {len(header)}")
+            if row[a] in first:
+                raise TableError(f"{self.path}: architecture {row[a][:80]!r} on lines {first[row[a]]} and {line}; "
+                                 "a table needs one row per architecture")
+            first[row[a]] = line
+            rows.append(row)
+        if not rows:
+            raise TableError(f"{self.path}: table has a header but no rows")
+        return header, rows
 
     def check_columns(self, names: Sequence[str]) -> None:
         """Raise :class:`TableError` naming the first column that the table lacks."""
@@ -71,6 +95,13 @@ class Table:
         return len(self.archs)
 
 
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise TableError(f"{path}: table file not found")
+    if not path.is_file():
+        raise TableError(f"{path}: not a regular file (a table is a CSV file)")
+
+
 def _to_float(text: str) -> float:
     try:
         return float(text)
@@ -86,8 +117,7 @@ def _load(path: str, mtime: float, arch_column: str) -> Table:
 def load_table(path: str | Path, arch_column: str = "arch") -> Table:
     """Load a table once per process (reloaded when the file changes)."""
     p = Path(path).resolve()
-    if not p.is_file():
-        raise TableError(f"{path}: table file not found")
+    _check_file(p)
     return _load(str(p), p.stat().st_mtime, arch_column)
 
 
@@ -148,10 +178,10 @@ def build_table_fitness(cfg, section: Mapping[str, Any], space) -> TableFitness:
     try:
         return TableFitness(path, columns, arch_column=arch_column, cost=section.get("cost") or None)
     except TableError as err:
-        key, value = "objectives/report", columns
-        if "not found" in str(err) or "is empty" in str(err):
-            key, value = "table", section["table"]
-        elif f"no {arch_column!r} column" in str(err):
+        key, value = "table", section["table"]  # the file itself: unreadable, empty, duplicates
+        if ": no column " in str(err):
+            key, value = "objectives/report", columns
+        if f"no {arch_column!r} column" in str(err):
             key, value = "arch_column", arch_column
         elif str(err).startswith("cost:") or f"no column {section.get('cost')!r}" in str(err):
             key, value = "cost", section.get("cost")

@@ -18,7 +18,7 @@ from evonas.trial import Objective
 #: history columns that are not metrics (older and newer writers; unknown text columns are skipped too)
 NON_METRIC = {"step", "arch", "canonical_hash", "status", "error", "seed", "elapsed_s", "worker",
               "started_at", "dispatched_at", "finished_at", "timestamp", "start_time", "end_time", "key",
-              "run_id", "attempts", "cached", "genes", "reason"}
+              "run_id", "attempts", "cached", "cache_source", "genes", "reason"}
 #: columns holding the time an evaluation finished (epoch seconds or ISO 8601), first match wins
 FINISH_COLUMNS = ("finished_at", "end_time", "timestamp")
 START_COLUMNS = ("dispatched_at", "started_at", "start_time")
