@@ -183,41 +183,24 @@ class StoreFileError(StoreError, sqlite3.DatabaseError):
     """An SQLite error on a store's file (corrupt pages, full disk, read-only storage), naming the file."""
 
 
+def _naming_the_file(method):
+    """``method`` of a cursor, its SQLite errors turned into :class:`StoreFileError` naming the file."""
+    def wrapped(self, *args):
+        try:
+            return method(self, *args)
+        except sqlite3.Error as err:
+            raise StoreFileError(f"{self.connection.path}: {err}") from None
+    return wrapped
+
+
 class _Cursor(sqlite3.Cursor):
     """A cursor whose SQLite errors name the store's file (:class:`StoreFileError`)."""
 
-    def _fail(self, err: sqlite3.Error):
-        return StoreFileError(f"{self.connection.path}: {err}")
-
-    def execute(self, *args):
-        try:
-            return super().execute(*args)
-        except sqlite3.Error as err:
-            raise self._fail(err) from None
-
-    def executemany(self, *args):
-        try:
-            return super().executemany(*args)
-        except sqlite3.Error as err:
-            raise self._fail(err) from None
-
-    def fetchone(self):
-        try:
-            return super().fetchone()
-        except sqlite3.Error as err:
-            raise self._fail(err) from None
-
-    def fetchall(self):
-        try:
-            return super().fetchall()
-        except sqlite3.Error as err:
-            raise self._fail(err) from None
-
-    def __next__(self):
-        try:
-            return super().__next__()
-        except sqlite3.Error as err:
-            raise self._fail(err) from None
+    execute = _naming_the_file(sqlite3.Cursor.execute)
+    executemany = _naming_the_file(sqlite3.Cursor.executemany)
+    fetchone = _naming_the_file(sqlite3.Cursor.fetchone)
+    fetchall = _naming_the_file(sqlite3.Cursor.fetchall)
+    __next__ = _naming_the_file(sqlite3.Cursor.__next__)
 
 
 class _Connection(sqlite3.Connection):

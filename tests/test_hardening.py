@@ -642,3 +642,13 @@ def test_a_version_1_store_is_migrated(tmp_path):
         assert store.schema_version == 2
         (trial,) = store.trials()
         assert trial.cached and trial.cache_source == "" and trial.metrics == {"acc": 1.0}
+
+
+@pytest.mark.parametrize("dataset, path", [("cifar10", "/dev/null"), ("npz", "DIR"), ("npz", "TABLE/x.npz")])
+def test_data_paths_of_the_wrong_kind_are_refused_in_one_line(tmp_path, small_table, capsys, dataset, path):
+    path = path.replace("DIR", str(tmp_path)).replace("TABLE", str(small_table))
+    cfg = tmp_path / "train.toml"
+    cfg.write_text(f'[space]\nname = "nb201"\n[fitness]\nkind = "train"\nobjectives = ["val_acc"]\n'
+                   f'[data]\nname = "{dataset}"\npath = "{path}"\n[search]\nbudget = 2\n')
+    line = one_line_error(capsys, main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]))
+    assert "[data] path" in line and str(cfg) in line

@@ -404,6 +404,10 @@ def validate_data(section: Mapping[str, Any], cfg: RunConfig, name: str = "data"
         path = cfg.resolve(values["path"])
         if not path.exists():
             raise cfg.error(name, "path", values["path"], f"{path} not found")
+        if values["name"] == "npz" and not path.is_file():
+            raise cfg.error(name, "path", values["path"], f"{path} is not a regular file (an .npz file)")
+        if values["name"] != "npz" and not path.is_dir():
+            raise cfg.error(name, "path", values["path"], f"{path} is not a directory (the extracted batches)")
         values["path"] = str(path)
     for key in ("val_fraction", "test_fraction"):
         if not 0 <= values[key] < 1:
