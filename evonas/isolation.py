@@ -132,9 +132,10 @@ def descendants(pid: int) -> list:
     return out
 
 
-def kill_tree(pid: int, alive: bool = True, rounds: int = 200) -> None:
-    """SIGKILL every descendant of ``pid`` (snapshots until none is left running), its process group
-    (``pid`` leads it), and ``pid`` itself unless ``alive`` is False (already reaped)."""
+def kill_tree(pid: int, alive: bool = True, rounds: int = 2000) -> None:
+    """SIGKILL every descendant of ``pid`` (snapshots until none is left running: a process may fork while
+    it is being killed), its process group (``pid`` leads it), and ``pid`` itself unless ``alive`` is False
+    (already reaped)."""
     import psutil
 
     for _ in range(rounds):
@@ -146,7 +147,7 @@ def kill_tree(pid: int, alive: bool = True, rounds: int = 200) -> None:
             os.killpg(pid, signal.SIGKILL)
         if not procs:
             break
-        psutil.wait_procs(procs, timeout=0.5)
+        time.sleep(0.001)  # let the kernel deliver the kills before the next snapshot
     if alive:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)

@@ -320,7 +320,7 @@ class SQLiteStore(Store):
             raise StoreError(f"{self.path}: not a regular file (a store is an SQLite file)")
         self._conn = _connect(self.path, timeout=timeout, isolation_level=None)
         try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._journal_wal(timeout)
             if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
                 raise ValueError(f"synchronous: {synchronous!r} (OFF, NORMAL, FULL or EXTRA)")
             self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
@@ -328,6 +328,19 @@ class SQLiteStore(Store):
         except sqlite3.DatabaseError as err:
             self._conn.close()
             raise StoreError(f"{self.path}: not a usable evonas store ({err})") from None
+
+    def _journal_wal(self, timeout: float) -> None:
+        """``PRAGMA journal_mode=WAL``, retried while another process holds the new file's lock (SQLite does
+        not wait for it there: runs creating one shared cache_db at once)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.DatabaseError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
 
     # --- schema -----------------------------------------------------------------------------------------
     def _migrate(self) -> None:

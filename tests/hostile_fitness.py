@@ -16,7 +16,9 @@ def _block_forever() -> None:
 
 def background_child(arch, ctx, pid_dir: str = "", setsid: bool = False):
     """Leave a child behind that holds every inherited descriptor (the result pipe too); with ``setsid`` it
-    leaves the process group and double-forks, so only its ancestry ties it to the evaluation."""
+    leaves the process group and double-forks, so only its ancestry ties it to the evaluation. Returns once
+    the child has written its pid file."""
+    ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
@@ -25,9 +27,13 @@ def background_child(arch, ctx, pid_dir: str = "", setsid: bool = False):
                 if os.fork():
                     os._exit(0)  # the daemon's parent leaves: the daemon is an orphan
             Path(pid_dir, f"{ctx.key}-{os.getpid()}.pid").write_text(str(os.getpid()))
+            os.write(ready_w, b"1")
             _block_forever()
         finally:
             os._exit(0)
+    os.close(ready_w)
+    os.read(ready_r, 1)
+    os.close(ready_r)
     if setsid:
         os.waitpid(pid, 0)
     return {"acc": float(len(arch.string) % 17 + ctx.seed % 5)}

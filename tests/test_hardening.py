@@ -318,7 +318,7 @@ def test_racing_processes_create_one_shared_cache_db(tmp_path):
     import multiprocessing as mp
 
     ctx = mp.get_context("fork")
-    for round_ in range(3):
+    for round_ in range(6):
         path = tmp_path / f"cache{round_}.db"
         barrier, errors = ctx.Barrier(6), ctx.Queue()
         procs = [ctx.Process(target=_open_store, args=(path, barrier, errors)) for _ in range(6)]
@@ -329,7 +329,7 @@ def test_racing_processes_create_one_shared_cache_db(tmp_path):
         found = []
         while not errors.empty():
             found.append(errors.get())
-        assert not found and all(p.exitcode == 0 for p in procs)
+        assert not found and all(p.exitcode == 0 for p in procs), (found, [p.exitcode for p in procs])
         with SQLiteStore(path) as store:
             assert store.schema_version == 2
 
