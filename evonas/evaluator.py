@@ -36,6 +36,7 @@ from evonas.trial import Trial
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class Candidate:
     """An architecture to evaluate; ``key`` is its evaluation step, which fixes its seed."""
