@@ -53,6 +53,8 @@ def search(space: SearchSpace | str, fitness: Fitness | Callable[..., Any], obje
 
 def _workers(jobs: int, batch_size: int, budget: int, mode: str) -> int:
     """At most as many workers as evaluations run at once: a batch (batch mode), the budget (async)."""
+    if jobs == 0 or jobs < -1 or batch_size < 1 or budget < 1:
+        return jobs  # invalid: the evaluator or the search says why
     if mode == "batch":
         return cap_workers(jobs, min(batch_size, budget), "the batch size")
     return cap_workers(jobs, budget, "the budget")

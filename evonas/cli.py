@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import sqlite3
 import sys
 import time
@@ -254,14 +255,27 @@ def _add_report_commands(sub) -> None:
     exp.set_defaults(func=_cmd_export)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a message comes (not the stream of the first call)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _configure_logging(level: str) -> None:
     """Messages of the ``evonas`` loggers at ``level`` and above go to stderr (set anew on each call)."""
-    import logging
-
     logger = logging.getLogger("evonas")
     for handler in [h for h in logger.handlers if getattr(h, "_evonas_cli", False)]:
         logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler._evonas_cli = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter("evonas: %(levelname)s: %(message)s"))
     logger.addHandler(handler)

@@ -222,13 +222,13 @@ def check_search(where: str, search: Mapping[str, Any]) -> None:
     if search["address"] and not POOLS[search["backend"]].remote:
         remote = " or ".join(repr(n) for n, cls in POOLS.items() if cls.remote)
         raise bad("address", f"a scheduler address needs backend {remote}, not {search['backend']!r}")
+    for key in ("time_limit", "retries", "max_consecutive_failures"):
+        if search[key] < 0:
+            raise bad(key, "must be >= 0 (0: " + ("no limit)" if key != "retries" else "no retry)"))
     from evonas.evaluator import MAX_TIME_LIMIT
 
     if not 0 <= search["time_limit"] <= MAX_TIME_LIMIT:  # NaN and infinities fail here too
         raise bad("time_limit", f"must be between 0 (no limit) and {MAX_TIME_LIMIT:g} seconds")
-    for key in ("time_limit", "retries", "max_consecutive_failures"):
-        if search[key] < 0:
-            raise bad(key, "must be >= 0 (0: " + ("no limit)" if key != "retries" else "no retry)"))
     if search["time_limit"] and not search["isolate"]:
         raise bad("time_limit", "a time limit needs isolate = true (it is enforced by killing the "
                                 "evaluation's process)")

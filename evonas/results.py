@@ -25,17 +25,17 @@ def metric_names(result: SearchResult) -> list[str]:
 
 
 def write_history(path: str | Path, trials: Sequence[Trial], metrics: Sequence[str]) -> Path:
-    """One row per trial in step order: step, arch, canonical_hash, metrics, status, error, seed, elapsed_s,
-    cached (1: the result was reused from the cache) and cache_source (the store that computed it)."""
+    """One row per trial in step order: step, arch, canonical_hash, metrics, status, error, seed, cached (1:
+    the result was reused from the cache), cache_source (the store that computed it), elapsed_s."""
     path = Path(path)
     with atomic_open(path, "w", newline="") as fh:  # a kill or a full disk never leaves a torn file
         writer = csv.writer(fh)
-        writer.writerow([*HISTORY_FIELDS, *metrics, "status", "error", "seed", "elapsed_s", "cached",
-                         "cache_source"])
+        writer.writerow([*HISTORY_FIELDS, *metrics, "status", "error", "seed", "cached", "cache_source",
+                         "elapsed_s"])
         for t in sorted(trials, key=lambda t: t.step):
             writer.writerow([t.step, t.arch, t.canonical_hash, *(_cell(t.metrics.get(m)) for m in metrics),
-                             t.status, t.error or "", t.seed, f"{t.elapsed_s:.6f}", int(t.cached),
-                             t.cache_source if t.cached else ""])
+                             t.status, t.error or "", t.seed, int(t.cached), t.cache_source if t.cached else "",
+                             f"{t.elapsed_s:.6f}"])
     return path
 
 

@@ -38,12 +38,13 @@ def work(arch, ctx, cost: float = 0.0):
 
 
 def crash_group(arch, ctx, at: int = 5, marker: str = "", cost: float = 0.0):
-    """At evaluation ``at`` (once: ``marker`` file), SIGKILL the whole process group: a machine crash."""
+    """At evaluation ``at`` (once: ``marker`` file), SIGKILL the run's whole process group: a machine crash.
+    (The run is started as a session leader; an isolated evaluation has a process group of its own.)"""
     if cost:
         _burn(cost)
     if ctx.key == at and marker and not Path(marker).exists():
         Path(marker).write_text(str(os.getpid()))
-        os.killpg(os.getpgid(0), signal.SIGKILL)
+        os.killpg(os.getsid(0), signal.SIGKILL)
     return _score(arch, ctx)
 
 

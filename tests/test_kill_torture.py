@@ -216,5 +216,6 @@ def test_kill_torture_fast(reference, tmp_path):
 @pytest.mark.slow
 def test_kill_torture_24_kills(reference, tmp_path):
     kills = torture(reference, tmp_path, created=4, random=14, export=6, seed=1)
+    print("kills:", kills)
     assert kills["created"] + kills["startup"] + kills["search"] + kills["export"] >= 20, kills
     assert kills["in_creation_window"] >= 1 and kills["search"] >= 6 and kills["export"] == 6, kills
