@@ -406,6 +406,7 @@ def test_workers_are_capped_at_the_batch_size_and_it_is_said_once(tmp_path, smal
     cfg.write_text(table_toml(small_table, search="jobs = 1000\n"))
     search = build_search(load_config(cfg))
     assert search.evaluator.jobs == 4
+    capsys.readouterr()
     cfg.write_text(table_toml(small_table, fitness=f'', search="jobs = 1000\n").replace(
         'kind = "table"', f'kind = "callable"\nfunction = "{FITNESS}:work"').replace(f'table = "{small_table}"', ""))
     main(["--log-level", "warning", "run", str(cfg), "--out", str(tmp_path / "o"), "--quiet"])
