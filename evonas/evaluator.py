@@ -126,7 +126,10 @@ def run_group(fitness: Fitness, space: SearchSpace, cands: Sequence[Candidate], 
     not parse fails alone; an exception of the fitness fails the whole group."""
     if main_pid:
         _watch_parent(main_pid)
+        if os.getpid() != main_pid:  # a local worker: a KeyboardInterrupt here can only be the fitness's
+            interrupts.ignore_sigint()
     start = time.perf_counter()
+    seen = interrupts.received()
     results: list[EvalResult | None] = [None] * len(cands)
     archs, todo = [], []
     for i, cand in enumerate(cands):
@@ -139,7 +142,12 @@ def run_group(fitness: Fitness, space: SearchSpace, cands: Sequence[Candidate], 
         if todo:
             for i, value in zip(todo, fitness.evaluate_group(archs, [ctxs[i] for i in todo]), strict=True):
                 results[i] = as_result(value, required)
-    except Exception as err:  # noqa: BLE001
+    except KeyboardInterrupt:
+        if interrupts.is_real(seen):  # Ctrl-C / SIGTERM of the run: stop it (resumable)
+            raise
+        for i in todo:
+            results[i] = EvalResult.failed("KeyboardInterrupt raised by the fitness (not an interrupt of the run)")
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - SystemExit from user code is a failure too
         for i in todo:
             results[i] = EvalResult.failed(error_text(err))
     finally:

@@ -653,3 +653,35 @@ def test_data_paths_of_the_wrong_kind_are_refused_in_one_line(tmp_path, small_ta
                    f'[data]\nname = "{dataset}"\npath = "{path}"\n[search]\nbudget = 2\n')
     line = one_line_error(capsys, main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]))
     assert "[data] path" in line and str(cfg) in line
+
+
+class _ExitingGroup(__import__("evonas").fitness.Fitness):
+    """Evaluates groups; a group holding the candidate with key 1 calls sys.exit / raises KeyboardInterrupt."""
+
+    group = 2
+
+    def __init__(self, how: str):
+        self.how = how
+
+    def __call__(self, arch, ctx):
+        raise AssertionError("grouped")
+
+    def evaluate_group(self, archs, ctxs):
+        if any(c.key == 1 for c in ctxs):
+            if self.how == "exit":
+                sys.exit(4)
+            raise KeyboardInterrupt
+        return [{"acc": 1.0} for _ in ctxs]
+
+
+@pytest.mark.parametrize("how", ["exit", "interrupt"])
+def test_a_grouped_fitness_that_exits_fails_its_group_alone(how):
+    from evonas.evaluator import Candidate, Evaluator
+
+    from evonas import interrupts
+
+    cands = [Candidate(k, GOOD_ROW, f"h{k}") for k in range(6)]
+    with interrupts.handled():  # as in the search loop: a real Ctrl-C would be counted
+        trials = Evaluator(_ExitingGroup(how), evonas.spaces.NB201Space(), required=["acc"]).evaluate(cands)
+    assert [t.ok for t in trials] == [False, False, True, True, True, True]
+    assert ("SystemExit: 4" if how == "exit" else "KeyboardInterrupt raised by the fitness") in trials[0].error
