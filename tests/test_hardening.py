@@ -21,7 +21,7 @@ import pytest
 
 import evonas
 from evonas.cli import main
-from evonas.config import ConfigError, load_config, parse_config
+from evonas.config import load_config, parse_config
 from evonas.store import STORE_NAME, SQLiteStore
 
 REPO = Path(__file__).resolve().parents[1]
