@@ -160,11 +160,12 @@ the images are test images; mnist5k is pooled to 14x14.
 | --- | --- | --- | --- | --- |
 {table}
 
-Reference: {refs}.
+Reference: {refs}. A Spearman with the reference cannot be trusted beyond the reference's agreement with
+itself (the Spearman between its seeds): a ranking figure well below that agreement is not resolved.
 
 {verdict(res)}
 
-Seconds (meta-training + trainings): {secs}.
+Wall seconds (meta-training + trainings; the machine was shared, under a load of about 8): {secs}.
 
 Reproduce: `{command}`
 Machine: {machine()}
