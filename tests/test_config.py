@@ -8,6 +8,7 @@ import pytest
 
 from evonas.config import ConfigError, load_config, parse_config
 from evonas.fitness import CallableFitness, TableFitness, TrainingFitness
+from evonas.fitness.fewshot import FewShotFitness
 from evonas.spaces import SPACES, DAGSpace, NB201Space
 from evonas.strategies import NSGA2, STRATEGIES, RegularizedEvolution
 
@@ -24,7 +25,8 @@ def test_every_shipped_config_loads_and_builds(path):
     assert isinstance(strategy, STRATEGIES[cfg.strategy["name"]]) and strategy.space is space
     assert [o.metric for o in strategy.objectives] == [o.metric for o in cfg.objectives]
     fitness = cfg.build_fitness(space)
-    kinds = {"table": TableFitness, "callable": CallableFitness, "train": TrainingFitness}
+    kinds = {"table": TableFitness, "callable": CallableFitness, "train": TrainingFitness,
+             "fewshot": FewShotFitness}
     assert isinstance(fitness, kinds[cfg.fitness["kind"]])
     if cfg.fitness["kind"] == "table":  # every objective and report metric is a column of its table
         assert set(cfg.metric_columns()) <= set(fitness.columns) <= set(fitness.table.columns)
