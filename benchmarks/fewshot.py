@@ -23,7 +23,6 @@ Writes the ``fewshot`` section of BENCHMARKS.md (unless ``--no-markdown``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -36,7 +35,7 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.markdown import machine, write_section  # noqa: E402
+from benchmarks.markdown import machine, run_or_render, save_result, training_parser  # noqa: E402
 from evonas.data import load_dataset  # noqa: E402
 from evonas.fitness import fewshot as F  # noqa: E402
 from evonas.spaces import NB201Space  # noqa: E402
@@ -231,36 +230,26 @@ seeds each): the best cell's long-budget accuracy against the median random cell
 Wall seconds: scoring {s['score_s']}s, searches {s['search_s']}s (on a shared machine, see the timing note
 in the README section).
 
-Reproduce: `{command}`
+Reproduce: `{command}`{PREDICTOR_RECIPE if "--predictor" in command else ""}
 Machine: {machine()}
 """
 
 
+#: how the PRED.pt of the published section was made
+PREDICTOR_RECIPE = ("\nPRED.pt: `evonas meta train-predictor --table ../shared/data/nasbench201.csv --tasks "
+                    "cifar10_test200,cifar100_test200,imagenet16_test200 --steps 300 --members 3 --out PRED.pt`")
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="50 cells, 300 meta-steps (about 10 minutes)")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = training_parser(__doc__, "50 cells, 300 meta-steps (about 10 minutes)")
     parser.add_argument("--predictor", help="NAS-Bench-201 predictor file (evonas meta train-predictor): adds meta")
-    parser.add_argument("--json", help="write the results here")
-    parser.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
-    parser.add_argument("--render", metavar="JSON", help="no run: write BENCHMARKS.md from a saved --json result")
     args = parser.parse_args(argv)
-    if args.render:
-        res = json.loads(Path(args.render).read_text())
-        args.quick, args.seed = res["settings"]["mode"] == "quick", res["settings"]["seed"]
-    else:
-        res = run("quick" if args.quick else "full", args.jobs, args.seed, args.predictor)
+    res = run_or_render(args, lambda mode: run(mode, args.jobs, args.seed, args.predictor),
+                        settings=lambda res: res["settings"])
     summary = {k: {kk: vv for kk, vv in v.items() if kk not in ("per_cell", "search")} for k, v in res.items()}
     print(json.dumps(summary, indent=2))
-    if args.json and not args.render:
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
-    if not args.no_markdown:
-        cmd = "python benchmarks/fewshot.py" + (" --quick" if args.quick else "") + (
-            f" --seed {args.seed}" if args.seed else "") + (" --predictor PRED.pt" if args.predictor else "")
-        write_section("fewshot", markdown(res, cmd))
+    save_result(args, res, "fewshot", markdown, " --predictor PRED.pt" if args.predictor else "")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

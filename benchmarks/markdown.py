@@ -78,3 +78,45 @@ def claims(verdicts) -> list[str]:
     """The "must-show claims" subsection: one row per ``(claim, holds, measured)``."""
     rows = [f"| {claim} | {'yes' if ok else '**no**'} | {measured} |" for claim, ok, measured in verdicts]
     return ["", "### The issue's must-show claims, as measured", "", *header("claim", "holds", "measured"), *rows]
+
+
+def training_parser(doc: str, quick_help: str, work: str | None = None):
+    """The command line shared by the real-training benchmarks: ``--quick``, ``--jobs``, ``--seed``,
+    ``--json``, ``--work`` (when ``work`` is a default folder), ``--no-markdown`` and ``--render``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="write the results here")
+    if work is not None:
+        parser.add_argument("--work", default=work, help="folder for the meta-trained initializers")
+    parser.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
+    parser.add_argument("--render", metavar="JSON", help="no run: write BENCHMARKS.md from a saved --json result")
+    return parser
+
+
+def run_or_render(args, run, settings=lambda res: res) -> dict:
+    """``run(mode)`` (``"quick"`` or ``"full"``), or with ``--render`` the saved result, whose mode and seed
+    (found in ``settings(res)``) then set ``args.quick`` and ``args.seed`` for the section's command."""
+    import json
+
+    if not args.render:
+        return run("quick" if args.quick else "full")
+    res = json.loads(Path(args.render).read_text())
+    args.quick, args.seed = settings(res)["mode"] == "quick", settings(res)["seed"]
+    return res
+
+
+def save_result(args, res: dict, name: str, markdown, extra: str = "") -> None:
+    """Write ``--json`` (unless rendering) and, unless ``--no-markdown``, the section ``name`` of
+    BENCHMARKS.md from ``markdown(res, command)``; the command is ``benchmarks/NAME.py`` with the flags used."""
+    import json
+
+    if args.json and not args.render:
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    if not args.no_markdown:
+        cmd = f"python benchmarks/{name}.py" + (" --quick" if args.quick else "") + (
+            f" --seed {args.seed}" if args.seed else "") + extra
+        write_section(name, markdown(res, cmd))

@@ -16,7 +16,6 @@ Writes the ``warm_start`` section of BENCHMARKS.md (unless ``--no-markdown``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -28,7 +27,7 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.markdown import machine, write_section  # noqa: E402
+from benchmarks.markdown import machine, run_or_render, save_result, training_parser  # noqa: E402
 from evonas.data import load_dataset  # noqa: E402
 from evonas.evaluator import evaluation_seed  # noqa: E402
 from evonas.spaces import NB201Space  # noqa: E402
@@ -157,30 +156,13 @@ Machine: {machine()}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small networks, few steps (minutes on CPU)")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", help="write the results here")
-    parser.add_argument("--work", default="runs/warm_start", help="folder for the meta-trained initializer")
-    parser.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
-    parser.add_argument("--render", metavar="JSON", help="no run: write BENCHMARKS.md from a saved --json result")
+    parser = training_parser(__doc__, "small networks, few steps (minutes on CPU)", work="runs/warm_start")
     args = parser.parse_args(argv)
-    if args.render:
-        res = json.loads(Path(args.render).read_text())
-        args.quick, args.seed = res["mode"] == "quick", res["seed"]
-    else:
-        res = run("quick" if args.quick else "full", args.jobs, args.seed, Path(args.work))
+    res = run_or_render(args, lambda mode: run(mode, args.jobs, args.seed, Path(args.work)))
     summary = {k: v for k, v in res.items() if k not in ("per_arch", "by_budget")}
     print(json.dumps(summary, indent=2))
-    if args.json and not args.render:
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
-    if not args.no_markdown:
-        cmd = "python benchmarks/warm_start.py" + (" --quick" if args.quick else "") + (
-            f" --seed {args.seed}" if args.seed else "")
-        write_section("warm_start", markdown(res, cmd))
+    save_result(args, res, "warm_start", markdown)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,7 +19,6 @@ with the reference (mean over reference seeds).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -33,7 +32,7 @@ from scipy.stats import spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.fewshot import random_cells  # noqa: E402
-from benchmarks.markdown import machine, write_section  # noqa: E402
+from benchmarks.markdown import machine, run_or_render, save_result, training_parser  # noqa: E402
 from benchmarks.warm_start import _train  # noqa: E402
 from evonas.data import DataSpec, load_dataset  # noqa: E402
 from evonas.evaluator import evaluation_seed  # noqa: E402
@@ -173,30 +172,13 @@ Machine: {machine()}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="50 cells, 200-step reference")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", help="write the results here")
-    parser.add_argument("--work", default="runs/warm_start_yardstick", help="folder for the initializers")
-    parser.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
-    parser.add_argument("--render", metavar="JSON", help="no run: write BENCHMARKS.md from a saved --json result")
+    parser = training_parser(__doc__, "50 cells, 200-step reference", work="runs/warm_start_yardstick")
     args = parser.parse_args(argv)
-    if args.render:
-        res = json.loads(Path(args.render).read_text())
-        args.quick, args.seed = res["mode"] == "quick", res["seed"]
-    else:
-        res = run("quick" if args.quick else "full", args.jobs, args.seed, Path(args.work))
+    res = run_or_render(args, lambda mode: run(mode, args.jobs, args.seed, Path(args.work)))
     print(json.dumps({n: {k: v for k, v in res[n].items() if k != "per_cell"} for n in res["settings"]["datasets"]},
                      indent=2))
-    if args.json and not args.render:
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
-    if not args.no_markdown:
-        cmd = "python benchmarks/warm_start_yardstick.py" + (" --quick" if args.quick else "") + (
-            f" --seed {args.seed}" if args.seed else "")
-        write_section("warm_start_yardstick", markdown(res, cmd))
+    save_result(args, res, "warm_start_yardstick", markdown)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
