@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -274,15 +275,22 @@ def evaluate(model, x, y, *, device: str, batch_size: int = 512) -> tuple[float,
     return correct / n, total_loss / n
 
 
+#: PyTorch's default init draws from the process-wide generator: seeding it and building must not interleave
+#: between threads (the ``threading`` backend), or the weights depend on the schedule
+_BUILD_LOCK = threading.Lock()
+
+
 def build_for(graph, data, settings: TrainSettings, seed: int):
-    """The network of ``graph`` for ``data``, with PyTorch's default init drawn from ``seed`` (on CPU)."""
+    """The network of ``graph`` for ``data``, with PyTorch's default init drawn from ``seed`` (on CPU);
+    thread-safe: concurrent builds get the same weights as builds one at a time."""
     import torch
 
     from evonas.models import build_model
 
-    torch.manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
-    return build_model(graph, in_channels=data.in_channels, num_classes=data.num_classes, C=settings.C,
-                       N=settings.N)
+    with _BUILD_LOCK:
+        torch.manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
+        return build_model(graph, in_channels=data.in_channels, num_classes=data.num_classes, C=settings.C,
+                           N=settings.N)
 
 
 def short_train(graph, data, settings: TrainSettings, *, seed: int, device: str = "cpu", init=None,

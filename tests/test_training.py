@@ -17,7 +17,7 @@ from evonas.data import DataSpec, load_dataset
 from evonas.fitness.base import Architecture, EvalContext
 from evonas.spaces import NB201Space
 from evonas.fitness.train import TrainingFitness
-from evonas.training import TrainSettings, _augment, select_device, short_train, worker_threads
+from evonas.training import TrainSettings, _augment, build_for, select_device, short_train, worker_threads
 from tiny_configs import digits_toml
 
 torch.set_num_threads(1)
@@ -70,6 +70,26 @@ def test_nan_loss_is_a_failed_evaluation(tmp_path):
     fitness = TrainingFitness(DataSpec("npz", path=str(path)), TINY)
     result = fitness(Architecture(ARCH, _graph(), "nb201"), EvalContext(seed=0, key=0))
     assert result.status == "failed" and "non-finite training loss" in result.error
+
+
+def test_concurrent_builds_get_the_weights_of_solo_builds():
+    """The threading backend builds networks in parallel threads: each must get its seed's weights."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    space = NB201Space()
+    rng = np.random.default_rng(0)
+    graphs = [space.to_graph(space.sample(rng)) for _ in range(8)]
+    data = load_dataset(DataSpec("digits"))
+    settings = TrainSettings(C=4, N=1)
+
+    def weights(i):
+        return [p.detach().clone() for p in build_for(graphs[i], data, settings, seed=100 + i).parameters()]
+
+    solo = [weights(i) for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(weights, range(8)))
+    for a, b in zip(solo, together):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
 
 
 def test_threads_and_devices():
