@@ -77,7 +77,7 @@ class RunConfig:
 
     def error(self, section: str, key: str, value: Any, reason: str) -> ConfigError:
         """A :class:`ConfigError` naming this file, ``[section] key`` and ``value``."""
-        return ConfigError(f"{self.where()}: [{section}] {key} = {_show(value)}: {reason}")
+        return ConfigError(f"{self.where()}: [{section}] {key} = {show(value)}: {reason}")
 
     def section(self, name: str) -> Any:
         """The validated value of the registered section ``[name]`` (its defaults when the file omits it)."""
@@ -119,8 +119,6 @@ class RunConfig:
         return list(dict.fromkeys([o.metric for o in self.objectives] + self.report))
 
 
-_show = show
-_check_keys = check_keys
 
 
 def _as_list(value: Any) -> list:
@@ -141,7 +139,7 @@ def _check_params(where: str, section: str, name: str, registry: Mapping[str, ty
             return
         close = difflib.get_close_matches(name, list(registry), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(registry))}"
-        raise ConfigError(f"{where}: [{section}] name = {_show(name)}: unknown {kind}{hint}")
+        raise ConfigError(f"{where}: [{section}] name = {show(name)}: unknown {kind}{hint}")
     cls = registry[name]
     allowed: set[str] = set()
     for klass in cls.__mro__:
@@ -154,10 +152,10 @@ def _check_params(where: str, section: str, name: str, registry: Mapping[str, ty
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; {name} takes: {', '.join(sorted(allowed))}"
-            raise ConfigError(f"{where}: [{section}] {key} = {_show(value)}: unknown key{hint}")
+            raise ConfigError(f"{where}: [{section}] {key} = {show(value)}: unknown key{hint}")
         expected = _expected_type(cls, key)
         if expected is not None and not _has_type(value, expected):
-            raise ConfigError(f"{where}: [{section}] {key} = {_show(value)}: expected {_TYPE_NAMES[expected]}")
+            raise ConfigError(f"{where}: [{section}] {key} = {show(value)}: expected {_TYPE_NAMES[expected]}")
 
 
 _TYPE_NAMES = {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list"}
@@ -192,15 +190,15 @@ def _check_objectives(where: str, fitness: Mapping[str, Any]) -> None:
     for item in items:
         if isinstance(item, dict):
             if set(item) - {"metric", "goal"} or "metric" not in item:
-                raise ConfigError(f"{where}: [fitness] objectives = {_show(item)}: expected "
+                raise ConfigError(f"{where}: [fitness] objectives = {show(item)}: expected "
                                   "{metric = \"...\", goal = \"max\"|\"min\"}")
             if item.get("goal", "max") not in GOALS:
-                raise ConfigError(f"{where}: [fitness] objectives.goal = {_show(item['goal'])}: "
+                raise ConfigError(f"{where}: [fitness] objectives.goal = {show(item['goal'])}: "
                                   "expected 'max' or 'min'")
         elif not isinstance(item, str) or not item:
-            raise ConfigError(f"{where}: [fitness] objectives = {_show(item)}: expected a metric name")
+            raise ConfigError(f"{where}: [fitness] objectives = {show(item)}: expected a metric name")
         elif ":" in item and item.split(":", 1)[0] not in GOALS:
-            raise ConfigError(f"{where}: [fitness] objectives = {_show(item)}: prefix must be 'max:' or 'min:'")
+            raise ConfigError(f"{where}: [fitness] objectives = {show(item)}: prefix must be 'max:' or 'min:'")
 
 
 def check_search(where: str, search: Mapping[str, Any]) -> None:
@@ -209,7 +207,7 @@ def check_search(where: str, search: Mapping[str, Any]) -> None:
     from evonas.search import MODES
 
     def bad(key: str, reason: str) -> ConfigError:
-        return ConfigError(f"{where}: [search] {key} = {_show(search[key])}: {reason}")
+        return ConfigError(f"{where}: [search] {key} = {show(search[key])}: {reason}")
 
     if search["backend"] not in BACKENDS:
         close = difflib.get_close_matches(search["backend"], BACKENDS, n=1)
@@ -251,7 +249,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> RunConfig
             hint = f"; did you mean [{close[0]}]?" if close else f"; known sections: {', '.join(sorted(known))}"
             raise ConfigError(f"{where}: [{section}]: unknown section{hint}")
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: {section} = {_show(value)}: expected a [{section}] table")
+            raise ConfigError(f"{where}: {section} = {show(value)}: expected a [{section}] table")
     for section in ("space", "fitness"):
         if section not in data:
             raise ConfigError(f"{where}: [{section}]: missing section")
@@ -263,7 +261,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> RunConfig
     strategy.setdefault("name", "rea")
     _check_params(where, "strategy", str(strategy["name"]), STRATEGIES,
                   {k: v for k, v in strategy.items() if k != "name"}, "strategy")
-    search = _check_keys(where, "search", data.get("search", {}), _SEARCH_KEYS)
+    search = check_keys(where, "search", data.get("search", {}), _SEARCH_KEYS)
     for key in ("budget", "batch_size"):
         if search[key] < 1:
             raise ConfigError(f"{where}: [search] {key} = {search[key]}: must be >= 1")
@@ -275,9 +273,9 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> RunConfig
     if kind not in FITNESS_KINDS:
         close = difflib.get_close_matches(str(kind), list(FITNESS_KINDS), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f"; known kinds: {', '.join(sorted(FITNESS_KINDS))}"
-        raise ConfigError(f"{where}: [fitness] kind = {_show(kind)}: unknown fitness kind{hint}")
+        raise ConfigError(f"{where}: [fitness] kind = {show(kind)}: unknown fitness kind{hint}")
     keys, _ = FITNESS_KINDS[kind]
-    fitness = _check_keys(where, "fitness", raw_fitness, {**_FITNESS_COMMON, **keys})
+    fitness = check_keys(where, "fitness", raw_fitness, {**_FITNESS_COMMON, **keys})
     _check_objectives(where, fitness)
     cfg = RunConfig(path, space, strategy, fitness, search, raw=dict(data))
     for section, validate in EXTRA_SECTIONS.items():

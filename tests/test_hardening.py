@@ -23,27 +23,16 @@ import evonas
 from evonas.cli import main
 from evonas.config import load_config, parse_config
 from evonas.store import STORE_NAME, SQLiteStore
+from tiny_configs import table_toml as shared_table_toml
 
 REPO = Path(__file__).resolve().parents[1]
 FITNESS = Path(__file__).with_name("durable_fitness.py")
 
 
 def table_toml(table: Path, *, budget: int = 12, search: str = "", fitness: str = "", objective: str = "acc") -> str:
-    return textwrap.dedent(f"""\
-        [space]
-        name = "nb201"
-        [strategy]
-        name = "random"
-        [fitness]
-        kind = "table"
-        table = "{table}"
-        objectives = [{json.dumps(objective)}]
-        {fitness}
-        [search]
-        budget = {budget}
-        seed = 1
-        batch_size = 4
-        """) + search
+    """A random search on ``table`` in batches of 4 (``search``/``fitness``: further lines of those sections)."""
+    return shared_table_toml(table, objective, 'name = "random"', budget=budget, fitness=fitness,
+                             search="batch_size = 4\n" + search)
 
 
 def one_line_error(capsys, code: int) -> str:

@@ -19,29 +19,15 @@ import numpy as np
 import pytest
 
 from evonas.store import STORE_NAME, SQLiteStore
+from tiny_configs import table_toml
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET = 300
 
 
 def config(path: Path, table: Path) -> Path:
-    path.write_text(textwrap.dedent(f"""\
-        [space]
-        name = "nb201"
-        [strategy]
-        name = "rea"
-        population = 10
-        sample = 3
-        [fitness]
-        kind = "table"
-        table = "{table}"
-        objectives = ["cifar10_valid12"]
-        report = ["cifar10_test200"]
-        [search]
-        budget = {BUDGET}
-        seed = 4
-        batch_size = 5
-        """))
+    path.write_text(table_toml(table, "cifar10_valid12", 'name = "rea"\npopulation = 10\nsample = 3', budget=BUDGET,
+                               seed=4, report="cifar10_test200", search="batch_size = 5"))
     return path
 
 

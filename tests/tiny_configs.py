@@ -25,8 +25,12 @@ name = "digits"
 """
 
 
-def table_toml(table: object, metric: str, strategy: str, budget: int = 12, seed: int = 1) -> str:
-    """TOML of a NAS-Bench-201 table search maximising ``metric``; ``strategy`` is the body of that section."""
+def table_toml(table: object, metric: str, strategy: str, budget: int = 12, seed: int = 1, report: str = "",
+               search: str = "", fitness: str = "") -> str:
+    """TOML of a NAS-Bench-201 table search maximising ``metric`` (``report`` also reported); ``strategy`` is
+    the body of that section, ``fitness`` and ``search`` further lines of those sections."""
+    reported = f'report = ["{report}"]\n' if report else ""
+    reported += f"{fitness}\n" if fitness else ""
     return f"""[space]
 name = "nb201"
 [strategy]
@@ -35,7 +39,8 @@ name = "nb201"
 kind = "table"
 table = "{table}"
 objectives = ["{metric}"]
-[search]
+{reported}[search]
 budget = {budget}
 seed = {seed}
+{search}
 """
