@@ -8,7 +8,7 @@ from typing import Any
 
 from evonas.config import ConfigError, RunConfig
 from evonas.evaluator import Evaluator, cap_workers
-from evonas.fitness.base import Fitness
+from evonas.fitness.base import Fitness, as_fitness
 from evonas.results import metric_names, summary, write_history, write_summary
 from evonas.search import ResumeError, Search, SearchResult
 from evonas.spaces import SearchSpace, make_space
@@ -39,10 +39,11 @@ def search(space: SearchSpace | str, fitness: Fitness | Callable[..., Any], obje
     if isinstance(strategy, str):
         strategy = make_strategy(strategy, space, objectives, seed, **strategy_params)
     required = list(dict.fromkeys([o.metric for o in objectives] + list(report)))
+    fitness = as_fitness(fitness)
     if isolate is None and jobs != 1:  # what the asked-for workers imply, also when fewer are started
         from evonas.backends import PROCESS_BACKENDS
 
-        isolate = backend in PROCESS_BACKENDS and not getattr(fitness, "inline", False)
+        isolate = backend in PROCESS_BACKENDS and not fitness.inline
     jobs = _workers(jobs, batch_size, budget, mode)
     evaluator = Evaluator(fitness, space, seed=seed, jobs=jobs, backend=backend, required=required,
                           address=address, time_limit=time_limit, retries=retries, isolate=isolate)

@@ -313,12 +313,10 @@ class Search:
     def _cached(self, cand: Candidate) -> Trial | None:
         if self.cache is None:
             return None
-        entry = getattr(self.cache, "cache_entry", None)
-        hit = entry(self.fitness_id, cand.canonical_hash) if callable(entry) else \
-            self.cache.cache_get(self.fitness_id, cand.canonical_hash)
+        hit = self.cache.cache_entry(self.fitness_id, cand.canonical_hash)
         if hit is None:
             return None
-        metrics, source = hit[0], (hit[2] if len(hit) > 2 else "")
+        metrics, _, source = hit
         if any(m not in metrics or not math.isfinite(metrics[m]) for m in self.evaluator.required):
             return None
         self.cache_hits += 1

@@ -106,6 +106,12 @@ class Store(ABC):
     def cache_get(self, fitness_id: str, canonical_hash: str) -> tuple[dict[str, float], float] | None:
         """``(metrics, elapsed_s)`` of a successful evaluation of this architecture under this fitness."""
 
+    def cache_entry(self, fitness_id: str, canonical_hash: str) -> tuple[dict[str, float], float, str] | None:
+        """``(metrics, elapsed_s, source)``: :meth:`cache_get` and the store of the run that computed it
+        (``""`` when the store does not record it)."""
+        hit = self.cache_get(fitness_id, canonical_hash)
+        return (*hit, "") if hit is not None else None
+
     @abstractmethod
     def cache_put(self, fitness_id: str, trials: Iterable[Trial], source: str = "") -> None:
         """Remember the successful, not-cached ``trials`` under ``fitness_id`` (first result kept)."""
@@ -472,12 +478,10 @@ class SQLiteStore(Store):
 
     # --- cache ------------------------------------------------------------------------------------------
     def cache_get(self, fitness_id: str, canonical_hash: str) -> tuple[dict[str, float], float] | None:
-        row = self._conn.execute("SELECT metrics, elapsed_s FROM cache WHERE fitness_id = ? AND canonical_hash = ?",
-                                 (fitness_id, canonical_hash)).fetchone()
-        return (json.loads(row[0]), float(row[1] or 0.0)) if row else None
+        entry = self.cache_entry(fitness_id, canonical_hash)
+        return entry[:2] if entry is not None else None
 
     def cache_entry(self, fitness_id: str, canonical_hash: str) -> tuple[dict[str, float], float, str] | None:
-        """``(metrics, elapsed_s, source)``: :meth:`cache_get` and the store of the run that computed it."""
         row = self._conn.execute("SELECT metrics, elapsed_s, source FROM cache WHERE fitness_id = ? AND "
                                  "canonical_hash = ?", (fitness_id, canonical_hash)).fetchone()
         return (json.loads(row[0]), float(row[1] or 0.0), row[2] or "") if row else None
